@@ -1,0 +1,53 @@
+# NW-Data Workbench. `make` alone lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export XDG_RUNTIME_DIR ?= /tmp
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[extensions,dev]"
+	@touch $(STAMP)
+
+## install: create .venv and install nwlib with everything the tests need
+install: $(STAMP)
+
+## demo: sample lake → embedded PostgreSQL → sync → change rows → sync → verify
+demo: $(STAMP)
+	$(BIN)/nw bootstrap --scale 1
+	$(BIN)/nw sync --dry-run
+	$(BIN)/nw sync
+	$(BIN)/nw bootstrap --mutate --fraction 0.02
+	$(BIN)/nw sync
+	$(BIN)/nw verify
+	$(BIN)/nw status
+
+## test: the whole test suite against real PostgreSQL (embedded unless NW_TEST_DATABASE_URL)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## test-fast: the suite without the slow fault-injection tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+## bench: the performance benchmark (writes data/runs/bench.json)
+bench: $(STAMP)
+	$(BIN)/python -m nwlib.bench
+
+## lint: ruff over the library and tests
+lint: $(STAMP)
+	$(BIN)/ruff check nwlib tests
+
+## clean: remove the venv and local data
+clean:
+	rm -rf $(VENV) data/pgdata data/*.duckdb data/runs
+
+.PHONY: help install demo test test-fast bench lint clean

@@ -1,0 +1,180 @@
+"""``nw``: a thin command line over nwlib.
+
+It parses flags, calls the library, prints results, and turns an ``NwError``
+into one line and an exit code.  Set ``NW_DEBUG=1`` to see tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import NwError, SyncFailed, VerifyMismatch
+
+
+def _settings(args):
+    from .settings import load_settings
+
+    overrides = {
+        "duckdb_path": getattr(args, "duckdb_path", None),
+        "destination_type": getattr(args, "destination_type", None),
+        "database_url": getattr(args, "database_url", None),
+        "db_schema": getattr(args, "schema", None),
+        "batch_size": getattr(args, "batch_size", None),
+    }
+    return load_settings(overrides=overrides, dotenv=args.env_file)
+
+
+def _console():
+    from rich.console import Console
+    return Console(stderr=False, highlight=False)
+
+
+def _fmt_wm(wm) -> str:
+    if wm is None or wm.value is None:
+        return "-"
+    return wm.value + (f" / {','.join(map(str, wm.key))}" if wm.key else "")
+
+
+def cmd_bootstrap(args) -> int:
+    from .bootstrap import PER_SCALE, bootstrap, mutate
+
+    s = _settings(args)
+    con = _console()
+    if args.mutate:
+        out = mutate(s.duckdb_path, args.fraction, args.seed)
+        from rich.table import Table
+        t = Table("table", "inserted", "updated", "deleted", title=f"changes applied to {s.duckdb_path}")
+        for name in PER_SCALE:
+            t.add_row(name, *(str(out[name][k]) for k in ("inserted", "updated", "deleted")))
+        con.print(t)
+        return 0
+    res = bootstrap(s.duckdb_path, args.scale, args.seed)
+    con.print(f"sample lake written to {res.path}: " + ", ".join(f"{k} {v:,}" for k, v in res.counts.items()))
+    return 0
+
+
+def print_report(report, con) -> None:
+    from rich.table import Table
+
+    title = ("plan (dry run)" if report.dry_run else "sync report") + f" — run {report.run_id} → {report.destination}"
+    t = Table(title=title)
+    cols = ["#", "table", "mode", "status"] + (["rows to send"] if report.dry_run else ["inserted", "updated", "deleted", "seconds"]) + ["watermark"]
+    for c in cols:
+        t.add_column(c, justify="right" if c in ("#", "inserted", "updated", "deleted", "seconds", "rows to send") else "left")
+    for i, r in enumerate(report.tables, 1):
+        nums = [f"{r.inserted:,}"] if report.dry_run else [f"{r.inserted:,}", f"{r.updated:,}", f"{r.deleted:,}", f"{r.seconds:.2f}"]
+        status = r.status if not r.error else f"{r.status}: {r.error}"
+        t.add_row(str(i), r.table, r.mode, status, *nums, _fmt_wm(r.watermark_after))
+    con.print(t)
+
+
+def cmd_sync(args) -> int:
+    from .engine import raise_for_failures, sync
+
+    s = _settings(args)
+    tables = [x for x in (args.tables or "").split(",") if x.strip()] or None
+    report = sync(s, tables, full_refresh=args.full_refresh, dry_run=args.dry_run, show_progress=not args.no_progress)
+    print_report(report, _console())
+    raise_for_failures(report)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from rich.table import Table
+
+    from .status import status
+
+    s = _settings(args)
+    st = status(s)
+    con = _console()
+    con.print(f"destination: {st.destination}  (round trip {st.latency_ms:.1f} ms)")
+    con.print(f"lake: {s.duckdb_path}")
+    t = Table("table", "lake rows", "dest rows", "watermark", "source max", "lag (s)", "last run", "status")
+    for r in st.tables:
+        t.add_row(r.table, f"{r.lake_rows:,}", "-" if r.dest_rows is None else f"{r.dest_rows:,}", r.watermark or "-",
+                  r.source_max or "-", "-" if r.lag_seconds is None else f"{r.lag_seconds:,.0f}",
+                  str(r.last_run or "-"), r.last_status or "never")
+    con.print(t)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from rich.table import Table
+
+    from .verify import verify
+
+    s = _settings(args)
+    tables = [x for x in (args.tables or "").split(",") if x.strip()] or None
+    checks = verify(s, tables)
+    t = Table("table", "lake rows", "dest rows", "missing", "extra", "checksum", "result", title="verify: lake vs destination")
+    for c in checks:
+        t.add_row(c.table, f"{c.lake_rows:,}", f"{c.dest_rows:,}", str(c.missing), str(c.extra), c.checksum,
+                  "equal" if c.ok else f"DIFFERENT (e.g. keys {list(c.sample)[:3]})")
+    _console().print(t)
+    bad = [c.table for c in checks if not c.ok]
+    if bad:
+        raise VerifyMismatch(f"{len(bad)} table(s) differ: {', '.join(bad)}", "run `nw sync` (or `nw sync --full-refresh --tables ...`) and verify again")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", default=".env", help="read settings from this .env file (default: .env)")
+    common.add_argument("--duckdb-path", help="lake file (overrides DUCKDB_PATH)")
+    common.add_argument("--destination-type", help="POSTGRES (SUPABASE) … (overrides DESTINATION_TYPE)")
+    common.add_argument("--database-url", help="PostgreSQL URL (overrides DATABASE_URL)")
+    common.add_argument("--schema", help="destination schema (overrides DB_SCHEMA)")
+    common.add_argument("--batch-size", type=int, help="rows per transfer batch (overrides BATCH_SIZE)")
+
+    p = argparse.ArgumentParser(prog="nw", description="Sync a DuckDB lake into PostgreSQL/Supabase, S3, Delta or Databricks.")
+    p.add_argument("--version", action="version", version=f"nw {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    b = sub.add_parser("bootstrap", parents=[common], help="build the sample lake (or --mutate it)")
+    b.add_argument("--scale", type=float, default=1, help="1 ≈ 1k clientes / 10k pedidos / 30k itens / 10k pagamentos")
+    b.add_argument("--seed", type=int, default=42, help="same seed, same data")
+    b.add_argument("--mutate", action="store_true", help="apply a batch of updates, inserts and deletes instead")
+    b.add_argument("--fraction", type=float, default=0.01, help="share of rows changed by --mutate")
+    b.set_defaults(func=cmd_bootstrap)
+
+    s = sub.add_parser("sync", parents=[common], help="send changed rows to the destination")
+    s.add_argument("--tables", help="comma-separated tables (default: all)")
+    s.add_argument("--full-refresh", action="store_true", help="ignore watermarks: resend whole tables, delete what the lake lacks")
+    s.add_argument("--dry-run", action="store_true", help="show the load order and rows to send; change nothing")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_sync)
+
+    st = sub.add_parser("status", parents=[common], help="per table: watermark, last run, rows, lag")
+    st.set_defaults(func=cmd_status)
+
+    v = sub.add_parser("verify", parents=[common], help="compare every table, lake vs destination")
+    v.add_argument("--tables", help="comma-separated tables (default: all)")
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NwError as exc:
+        print(f"nw: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nw: interrupted; rerun the same command to finish (nothing is half-applied)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in nwlib: one line unless debugging
+        if os.environ.get("NW_DEBUG"):
+            raise
+        print(f"nw: unexpected error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(set NW_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

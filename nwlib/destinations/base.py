@@ -1,0 +1,81 @@
+"""The one interface every destination implements.
+
+The engine owns the order, the change sets, retries and reporting; a
+destination owns how rows, watermarks and the ledger are made durable
+*together*.  Limits are data (:class:`Capabilities`), not if-branches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Iterator, Protocol, Sequence
+
+import pyarrow as pa
+
+from ..cdc import ChangeSet
+from ..model import TableSpec, TableState
+
+Progress = Callable[[str, int], None]        # (table, rows just sent)
+ReaderFactory = Callable[[ChangeSet], pa.RecordBatchReader]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    name: str
+    max_identifier_length: int | None = None
+    transactional: bool = True
+    merge_strategies: tuple[str, ...] = ("merge", "append", "replace")
+    foreign_keys: bool = False
+    state_location: str = ""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    inserted: int = 0
+    updated: int = 0
+    schema_changes: tuple[str, ...] = ()
+
+
+class Destination(Protocol):
+    capabilities: Capabilities
+
+    def describe(self) -> str:
+        """Where the data goes, secrets masked (shown by `nw status`)."""
+
+    def lock(self) -> ContextManager[None]:
+        """Exclusive sync lock; raises SyncInProgress when another run holds it."""
+
+    def ping(self) -> float:
+        """Round-trip latency in seconds; raises DestinationError when down."""
+
+    def states(self, tables: Sequence[str]) -> dict[str, TableState]:
+        """What the destination remembers of each table (missing → empty state)."""
+
+    def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str]) -> dict[str, tuple[str, ...]]:
+        """Create or evolve tables; returns the schema changes made per table.
+
+        Tables that need all their rows re-sent (a new column) are reported by
+        :meth:`needs_full`."""
+
+    def needs_full(self) -> frozenset[str]:
+        """Tables whose last :meth:`prepare` requires a full re-send."""
+
+    def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
+        """Apply the change sets of one step, their watermarks and ledger rows, atomically."""
+
+    def keys(self, spec: TableSpec) -> Iterator[pa.RecordBatch]:
+        """The destination's primary keys of a table, as text columns."""
+
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
+        """Delete these keys (lake-typed), update the state and the run's ledger row, atomically."""
+
+    def record_failure(self, run_id: str, table: str, mode: str, error: str) -> None:
+        """Append a failed row to the ledger (best effort)."""
+
+    def history(self, limit: int = 200) -> list[dict]:
+        """Ledger rows, newest first."""
+
+    def scan(self, spec: TableSpec) -> Iterator[pa.RecordBatch]:
+        """Every row of a table as canonical text columns (for verify)."""
+
+    def close(self) -> None:
+        ...

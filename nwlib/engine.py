@@ -1,0 +1,256 @@
+"""The sync engine: settings → lake → plan → destination → ledger.
+
+``plan`` reads the lake's model and orders it; ``sync`` sends each step's
+change set (one atomic destination call per step, retried when the failure is
+transient), creates foreign keys, then reconciles deletes children-first.
+A failed table does not stop independent tables; tables that depend on it
+are skipped.  The lake is only read.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Sequence
+
+import duckdb
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from . import cdc, destinations, graph, lake
+from .cdc import ChangeSet
+from .errors import DestinationError, NwError, SourceModelError, SyncFailed
+from .ledger import new_run_id, now
+from .model import MERGE, Plan, SyncReport, TableReport, TableSpec, Watermark
+from .settings import Settings
+from .sql import ident
+from .typemap import send_expr
+
+ProgressFactory = Callable[[int], "ProgressSink"]
+
+
+class ProgressSink:
+    """What the engine tells a progress display (tqdm by default)."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self._bar = None
+        if enabled and total:
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=total, unit="rows", unit_scale=True, desc="sync", leave=False)
+
+    def table(self, name: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description(name)
+
+    def advance(self, table: str, rows: int) -> None:
+        if self._bar is not None:
+            self._bar.update(rows)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _select(specs: dict[str, TableSpec], tables: Iterable[str] | None) -> dict[str, TableSpec]:
+    if not tables:
+        return specs
+    wanted = [t.strip() for t in tables if t and t.strip()]
+    unknown = [t for t in wanted if t not in specs]
+    if unknown:
+        raise SourceModelError(f"table(s) not in the lake: {', '.join(unknown)}", f"choose from: {', '.join(specs) or 'none'}")
+    return {t: specs[t] for t in specs if t in wanted}
+
+
+def read_plan(settings: Settings, con: duckdb.DuckDBPyConnection, tables: Iterable[str] | None = None,
+              full_refresh: bool = False) -> Plan:
+    specs = lake.read_specs(con, settings.incremental_columns, settings.append_only_tables, settings.full_replace_tables)
+    chosen = _select(specs, tables)
+    refresh = frozenset(chosen) if (full_refresh or settings.truncate_before_load) else frozenset()
+    return Plan(graph.load_steps(chosen.values()), chosen, refresh)
+
+
+@contextlib.contextmanager
+def open_lake(settings: Settings):
+    con = lake.connect(settings.duckdb_path, read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _retrying(settings: Settings) -> Retrying:
+    return Retrying(
+        stop=stop_after_attempt(settings.max_retries + 1),
+        wait=wait_exponential_jitter(initial=settings.retry_base_seconds, max=30, jitter=settings.retry_base_seconds),
+        retry=retry_if_exception(lambda e: isinstance(e, DestinationError) and e.transient),
+        reraise=True,
+    )
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    con: duckdb.DuckDBPyConnection
+    dest: object
+    plan: Plan
+    run_id: str
+    progress: ProgressSink
+
+    def reader(self, cs: ChangeSet):
+        return cs.reader(self.con, self.settings.batch_size)
+
+    def call(self, fn):
+        return _retrying(self.settings)(fn)
+
+
+def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: bool = False,
+         dry_run: bool = False, show_progress: bool = True, destination=None) -> SyncReport:
+    """Run one sync; returns the report (``report.ok`` says if every table made it)."""
+    run_id = new_run_id()
+    with open_lake(settings) as con:
+        plan = read_plan(settings, con, tables, full_refresh)
+        dest = destination or destinations.create(settings)
+        try:
+            if dry_run:
+                return _dry_run(settings, con, dest, plan, run_id)
+            with dest.lock():
+                return _sync(settings, con, dest, plan, run_id, show_progress)
+        finally:
+            if destination is None:
+                dest.close()
+
+
+def _dry_run(settings, con, dest, plan: Plan, run_id: str) -> SyncReport:
+    states = dest.states(plan.order)
+    reports = []
+    for name in plan.order:
+        spec = plan.specs[name]
+        full = name in plan.full_refresh or not states[name].loaded
+        cs = cdc.change_set(con, spec, Watermark() if full else states[name].watermark, settings.cdc_lookback_seconds, full)
+        reports.append(TableReport(name, spec.mode + (" full" if cs.full else " incremental"), "planned", inserted=cs.rows,
+                                   watermark_before=cs.watermark_before, watermark_after=cs.watermark_after))
+    return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True)
+
+
+def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool) -> SyncReport:
+    specs = [plan.specs[t] for t in plan.order]
+    schema_changes = _retrying(settings)(lambda: dest.prepare(specs, plan.full_refresh))
+    full = set(plan.full_refresh) | set(dest.needs_full())
+    states = _retrying(settings)(lambda: dest.states(plan.order))
+    changes: dict[str, ChangeSet] = {}
+    for name in plan.order:
+        refresh = name in full or not states[name].loaded
+        wm = Watermark() if refresh else states[name].watermark
+        changes[name] = cdc.change_set(con, plan.specs[name], wm, settings.cdc_lookback_seconds, refresh)
+    progress = ProgressSink(sum(c.rows for c in changes.values()), show_progress)
+    run = _Run(settings, con, dest, plan, run_id, progress)
+    reports: dict[str, TableReport] = {}
+    try:
+        for step in plan.steps:
+            _load_step(run, step.tables, changes, reports, schema_changes)
+        if hasattr(dest, "ensure_foreign_keys"):
+            try:
+                run.call(dest.ensure_foreign_keys)
+            except NwError as exc:
+                for name in plan.order:
+                    if reports[name].status == "ok":
+                        reports[name] = replace(reports[name], status="failed", error=f"foreign keys: {exc}")
+        for step in reversed(plan.steps):
+            for name in step.tables:
+                if reports[name].status == "ok" and plan.specs[name].mode == MERGE:
+                    reports[name] = _reconcile(run, plan.specs[name], reports[name])
+    finally:
+        progress.close()
+    return SyncReport(run_id, dest.capabilities.name, tuple(reports[t] for t in plan.order))
+
+
+def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_changes) -> None:
+    plan, dest = run.plan, run.dest
+    started = now()
+    blocked = [fk.ref_table for t in tables for fk in plan.specs[t].foreign_keys
+               if fk.ref_table in reports and reports[fk.ref_table].status != "ok"]
+    if blocked:
+        for t in tables:
+            reports[t] = TableReport(t, plan.specs[t].mode, "skipped", started_at=started, finished_at=now(),
+                                     error=f"skipped: parent table {blocked[0]} did not load")
+        return
+    step_changes = [changes[t] for t in tables]
+    for t in tables:
+        run.progress.table(t)
+    try:
+        results = run.call(lambda: dest.load(step_changes, run.reader, run.run_id, run.progress.advance))
+    except NwError as exc:
+        error = _explain(run, step_changes, exc)
+        for cs in step_changes:
+            dest.record_failure(run.run_id, cs.spec.name, cs.spec.mode, error)
+            reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode, "failed", watermark_before=cs.watermark_before,
+                                                watermark_after=cs.watermark_before, started_at=started, finished_at=now(), error=error)
+        return
+    for cs in step_changes:
+        r = results[cs.spec.name]
+        notes = tuple(schema_changes.get(cs.spec.name, ())) + r.schema_changes
+        if notes and hasattr(dest, "note_schema_changes"):
+            dest.note_schema_changes(run.run_id, cs.spec.name, notes)
+        reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), "ok",
+                                            r.inserted, r.updated, 0, cs.watermark_before, cs.watermark_after,
+                                            started, now(), None, notes)
+
+
+def _explain(run: _Run, step_changes: Sequence[ChangeSet], exc: NwError) -> str:
+    """Name duplicate keys when the lake has them (the usual cause of a merge conflict)."""
+    for cs in step_changes:
+        spec = cs.spec
+        if spec.mode != MERGE:
+            continue
+        keys = ", ".join(ident(k) for k in spec.primary_key)
+        dup = run.con.execute(
+            f"SELECT {keys} FROM {ident(spec.name)} GROUP BY ALL HAVING count(*) > 1 LIMIT 5").fetchall()
+        if dup:
+            shown = "; ".join(str(d if len(d) > 1 else d[0]) for d in dup)
+            return (f"table {spec.name!r} has duplicate primary keys in the lake ({', '.join(spec.primary_key)} = {shown}) — "
+                    "remove the duplicates in the lake and rerun")
+    return str(exc)
+
+
+def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
+    """Make the destination's key set equal the lake's (see cdc's rules on deletes)."""
+    dest, con = run.dest, run.con
+    try:
+        lake_rows = lake.row_count(con, spec.name)
+        known = run.call(lambda: dest.states([spec.name]))[spec.name].row_count
+        if known == lake_rows:
+            return report
+        actual = run.call(lambda: dest.row_count(spec.name))
+        if actual < lake_rows:
+            # Rows arrived with timestamps older than the cursor: re-merge the whole table.
+            cs = cdc.change_set(con, spec, Watermark(), run.settings.cdc_lookback_seconds, full=True)
+            cs = replace(cs, watermark_after=report.watermark_after)
+            res = run.call(lambda: dest.load([cs], run.reader, run.run_id, run.progress.advance))[spec.name]
+            report = replace(report, inserted=report.inserted + res.inserted, updated=report.updated + res.updated)
+            actual = run.call(lambda: dest.row_count(spec.name))
+        deleted = 0
+        if actual > lake_rows:
+            def delete_missing():
+                dest_keys = dest.keys(spec)
+                con.register("nw_dest_keys", dest_keys)
+                try:
+                    missing = cdc.missing_keys_sql(spec, "nw_dest_keys")
+                    send = ", ".join(f"{send_expr(ident(k), spec.column(k).type)} AS {ident(k)}" for k in spec.primary_key)
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE nw_missing AS SELECT {send} FROM ({missing})")
+                finally:
+                    con.unregister("nw_dest_keys")
+                reader = con.execute("SELECT * FROM nw_missing").fetch_record_batch(run.settings.batch_size)
+                return dest.delete(spec, reader, run.run_id)
+            deleted = run.call(delete_missing)
+        if hasattr(dest, "set_row_count"):
+            run.call(lambda: dest.set_row_count(spec.name, lake_rows))
+        return replace(report, deleted=report.deleted + deleted, finished_at=now())
+    except NwError as exc:
+        dest.record_failure(run.run_id, spec.name, "merge deletes", str(exc))
+        return replace(report, status="failed", error=f"deletes: {exc}", finished_at=now())
+
+
+def raise_for_failures(report: SyncReport) -> SyncReport:
+    if not report.ok:
+        first = report.failed[0]
+        more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
+        raise SyncFailed(f"table {first.table!r} failed{more}: {first.error}", "fix the cause and rerun `nw sync`; loaded tables are kept")
+    return report

@@ -1,0 +1,81 @@
+"""Every error nwlib raises on purpose.
+
+Each message says what is wrong and what to do about it, in one line, so the
+CLI, the notebooks and the dashboard can show it as it is.  Anything that is
+not an ``NwError`` is a bug in nwlib and keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class NwError(Exception):
+    """Base class: ``str(err)`` is the one line shown to the user."""
+
+    exit_code = 1
+
+    def __init__(self, what: str, hint: str | None = None):
+        self.what = what
+        self.hint = hint
+        super().__init__(f"{what} — {hint}" if hint else what)
+
+
+class ConfigError(NwError):
+    """A setting is missing or malformed (names the variable)."""
+
+    exit_code = 2
+
+
+class LakeError(NwError):
+    """The DuckDB lake file is missing, locked, truncated or not DuckDB."""
+
+    exit_code = 3
+
+
+class SourceModelError(NwError):
+    """table_metadata / fk_metadata / declared constraints do not add up."""
+
+    exit_code = 3
+
+
+class DestinationError(NwError):
+    """The destination refused or failed; ``transient`` says if a retry may help."""
+
+    exit_code = 4
+
+    def __init__(self, what: str, hint: str | None = None, *, transient: bool = False):
+        super().__init__(what, hint)
+        self.transient = transient
+
+
+class SchemaChangeError(NwError):
+    """The lake's schema changed in a way the destination cannot follow by itself."""
+
+    exit_code = 5
+
+
+class SyncInProgress(NwError):
+    """Another sync holds the destination's lock."""
+
+    exit_code = 6
+
+
+class MissingDependency(NwError):
+    """An optional driver is not installed."""
+
+    exit_code = 2
+
+
+class SyncFailed(NwError):
+    """One or more tables failed; the report says which."""
+
+    exit_code = 1
+
+
+class VerifyMismatch(NwError):
+    """``nw verify`` found a difference between the lake and the destination."""
+
+    exit_code = 1
+
+
+def missing_dependency(package: str, extra: str | None = None) -> MissingDependency:
+    fix = f'pip install "nwlib[{extra}]"' if extra else f"pip install {package}"
+    return MissingDependency(f"the optional package '{package}' is not installed", f"run: {fix}")

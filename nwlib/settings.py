@@ -1,0 +1,287 @@
+"""Settings: the environment (and ``.env``) read once into a frozen value.
+
+Names follow the original project (``DESTINATION_TYPE``, ``DUCKDB_PATH``,
+``DB_HOST`` …).  Precedence, strongest first: explicit overrides (CLI flags,
+notebook parameters) → process environment → ``.env`` file → defaults.
+A missing or malformed value raises :class:`ConfigError` naming the variable.
+Secrets are kept out of ``repr`` and out of every URL we print.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import quote, urlsplit, urlunsplit, parse_qsl, urlencode
+
+from .errors import ConfigError
+
+DESTINATION_ALIASES = {"SUPABASE": "POSTGRES", "POSTGRESQL": "POSTGRES", "PG": "POSTGRES"}
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _secret() -> str | None:
+    return field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    destination_type: str = "POSTGRES"
+    destination_path: Path = Path("data")
+    duckdb_path: Path = Path("data/nw_lake.duckdb")
+    # PostgreSQL / Supabase
+    database_url: str | None = field(default=None, repr=False)
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str = "postgres"
+    db_user: str = "postgres"
+    db_password: str | None = _secret()
+    db_sslmode: str | None = None
+    db_sslrootcert: str | None = None
+    db_schema: str = "public"
+    # loading
+    batch_size: int = 100_000
+    truncate_before_load: bool = False
+    max_retries: int = 5
+    retry_base_seconds: float = 0.5
+    cdc_lookback_seconds: float = 0.0
+    sync_workers: int = 1
+    incremental_columns: Mapping[str, str] = field(default_factory=dict)
+    append_only_tables: frozenset[str] = frozenset()
+    full_replace_tables: frozenset[str] = frozenset()
+    # S3 / Delta / Databricks (used by their destinations)
+    s3_bucket_name: str | None = None
+    s3_prefix: str = "raw"
+    aws_region: str | None = None
+    aws_access_key_id: str | None = _secret()
+    aws_secret_access_key: str | None = _secret()
+    aws_endpoint_url: str | None = None
+    delta_uri: str | None = None
+    databricks_host: str | None = None
+    databricks_http_path: str | None = None
+    databricks_token: str | None = _secret()
+    databricks_catalog: str | None = None
+    databricks_schema: str | None = None
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return not self.database_url and not self.db_host
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        return self.destination_path / "pgdata"
+
+    def postgres_dsn(self) -> str:
+        """The libpq connection string (with the password: never print it)."""
+        if self.database_url:
+            return self.database_url
+        if not self.db_host:
+            raise ConfigError("no PostgreSQL server configured", "set DB_HOST or DATABASE_URL, or use the embedded default")
+        user = quote(self.db_user, safe="")
+        auth = user + (":" + quote(self.db_password, safe="") if self.db_password else "")
+        query = {}
+        if self.db_sslmode:
+            query["sslmode"] = self.db_sslmode
+        if self.db_sslrootcert:
+            query["sslrootcert"] = self.db_sslrootcert
+        netloc = f"{auth}@{self.db_host}:{self.db_port}"
+        return urlunsplit(("postgresql", netloc, "/" + quote(self.db_name), urlencode(query), ""))
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in output (used by redaction)."""
+        found = [self.db_password, self.aws_secret_access_key, self.databricks_token, self.aws_access_key_id]
+        if self.database_url:
+            pw = urlsplit(self.database_url).password
+            found.append(pw)
+        return [s for s in found if s]
+
+    def redact(self, text: str) -> str:
+        for s in self.secrets():
+            text = text.replace(s, "***")
+        return text
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    query = [(k, "***" if k.lower() in ("password", "sslpassword") else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
+
+
+# --- parsing -----------------------------------------------------------------
+
+def _int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer", f"set {name} to a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below {minimum}", f"set {name} to {minimum} or more")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number", f"set {name} to a number such as 0.5") from None
+    if value < 0 or value != value:
+        raise ConfigError(f"{name}={raw!r} must be zero or more", f"set {name} to a number such as 0.5")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on", "sim"):
+        return True
+    if v in ("0", "false", "no", "off", "nao", "não", ""):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean", f"set {name} to true or false")
+
+
+def _names(raw: str) -> frozenset[str]:
+    return frozenset(x.strip() for x in raw.split(",") if x.strip())
+
+
+def _pairs(name: str, raw: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, (x.strip() for x in raw.split(","))):
+        table, sep, column = item.partition("=")
+        if not sep or not table.strip() or not column.strip():
+            raise ConfigError(f"{name} entry {item!r} is not table=column", f"write {name} as table=column,table2=column2")
+        out[table.strip()] = column.strip()
+    return out
+
+
+def _destination(name: str, raw: str) -> str:
+    from .destinations import REGISTRY  # the registry is the single list of valid keys
+
+    key = raw.strip().upper()
+    key = DESTINATION_ALIASES.get(key, key)
+    if key not in REGISTRY:
+        valid = ", ".join(sorted(REGISTRY) + sorted(DESTINATION_ALIASES))
+        raise ConfigError(f"{name}={raw!r} is not a known destination", f"use one of: {valid}")
+    return key
+
+
+_PARSERS = {
+    "DESTINATION_TYPE": ("destination_type", _destination),
+    "DESTINATION_PATH": ("destination_path", lambda n, v: Path(v)),
+    "DUCKDB_PATH": ("duckdb_path", lambda n, v: Path(v)),
+    "DATABASE_URL": ("database_url", lambda n, v: v.strip() or None),
+    "DB_HOST": ("db_host", lambda n, v: v.strip() or None),
+    "DB_PORT": ("db_port", lambda n, v: _int(n, v, 1)),
+    "DB_NAME": ("db_name", lambda n, v: v),
+    "DB_USER": ("db_user", lambda n, v: v),
+    "DB_PASSWORD": ("db_password", lambda n, v: v or None),
+    "DB_SSLMODE": ("db_sslmode", lambda n, v: _choice(n, v, SSL_MODES)),
+    "DB_SSLROOTCERT": ("db_sslrootcert", lambda n, v: v or None),
+    "DB_SCHEMA": ("db_schema", lambda n, v: _nonempty(n, v)),
+    "BATCH_SIZE": ("batch_size", lambda n, v: _int(n, v, 1)),
+    "TRUNCATE_BEFORE_LOAD": ("truncate_before_load", _bool),
+    "MAX_RETRIES": ("max_retries", lambda n, v: _int(n, v, 0)),
+    "RETRY_BASE_SECONDS": ("retry_base_seconds", _float),
+    "CDC_LOOKBACK_SECONDS": ("cdc_lookback_seconds", _float),
+    "SYNC_WORKERS": ("sync_workers", lambda n, v: _int(n, v, 1)),
+    "INCREMENTAL_COLUMNS": ("incremental_columns", _pairs),
+    "APPEND_ONLY_TABLES": ("append_only_tables", lambda n, v: _names(v)),
+    "FULL_REPLACE_TABLES": ("full_replace_tables", lambda n, v: _names(v)),
+    "S3_BUCKET_NAME": ("s3_bucket_name", lambda n, v: v.strip() or None),
+    "S3_PREFIX": ("s3_prefix", lambda n, v: v.strip().strip("/")),
+    "AWS_REGION": ("aws_region", lambda n, v: v.strip() or None),
+    "AWS_ACCESS_KEY_ID": ("aws_access_key_id", lambda n, v: v.strip() or None),
+    "AWS_SECRET_ACCESS_KEY": ("aws_secret_access_key", lambda n, v: v.strip() or None),
+    "AWS_ENDPOINT_URL": ("aws_endpoint_url", lambda n, v: v.strip() or None),
+    "DELTA_URI": ("delta_uri", lambda n, v: v.strip() or None),
+    "DATABRICKS_HOST": ("databricks_host", lambda n, v: v.strip() or None),
+    "DATABRICKS_HTTP_PATH": ("databricks_http_path", lambda n, v: v.strip() or None),
+    "DATABRICKS_TOKEN": ("databricks_token", lambda n, v: v.strip() or None),
+    "DATABRICKS_CATALOG": ("databricks_catalog", lambda n, v: v.strip() or None),
+    "DATABRICKS_SCHEMA": ("databricks_schema", lambda n, v: v.strip() or None),
+}
+ENV_VARS = tuple(_PARSERS)
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str | None:
+    v = raw.strip().lower()
+    if not v:
+        return None
+    if v not in choices:
+        raise ConfigError(f"{name}={raw!r} is not valid", f"use one of: {', '.join(choices)}")
+    return v
+
+
+def _nonempty(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{name} is empty", f"set {name} or remove it from the environment")
+    return raw.strip()
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        from dotenv import dotenv_values
+    except ImportError:  # python-dotenv is a core dependency; keep working without it
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    dotenv: Path | str | None = ".env",
+) -> Settings:
+    """Read settings from ``.env`` + environment (+ overrides by field name).
+
+    ``env=None`` means ``os.environ``; tests pass a dict for isolation.
+    ``overrides`` uses field names (``duckdb_path``) or variable names
+    (``DUCKDB_PATH``); ``None`` values are ignored, so CLI flags can be passed
+    through as they are.
+    """
+    source: dict[str, str] = {}
+    if dotenv is not None:
+        source.update(_read_dotenv(Path(dotenv)))
+    source.update(os.environ if env is None else env)
+
+    values: dict[str, object] = {}
+    for var, (attr, parse) in _PARSERS.items():
+        if var in source:
+            values[attr] = parse(var, source[var])
+    by_field = {attr: (var, parse) for var, (attr, parse) in _PARSERS.items()}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        attr = _PARSERS[key][0] if key in _PARSERS else key
+        if attr not in by_field:
+            raise ConfigError(f"unknown setting {key!r}", f"use one of: {', '.join(sorted(by_field))}")
+        var, parse = by_field[attr]
+        values[attr] = parse(var, value) if isinstance(value, str) else value
+
+    settings = Settings(**values)
+    return _resolve_paths(settings, explicit_lake="duckdb_path" in values)
+
+
+def _resolve_paths(s: Settings, explicit_lake: bool) -> Settings:
+    dest = Path(s.destination_path).expanduser()
+    lake = Path(s.duckdb_path).expanduser() if explicit_lake else Path("nw_lake.duckdb")
+    if not lake.is_absolute():
+        # Seed rule: DUCKDB_PATH is relative to DESTINATION_PATH, unless it already
+        # starts with it (people write DUCKDB_PATH=data/x.duckdb too).
+        if not (lake.parts and dest.parts and lake.parts[: len(dest.parts)] == dest.parts):
+            lake = dest / lake
+    return replace(s, destination_path=dest, duckdb_path=lake)
+
+
+def describe(settings: Settings) -> dict[str, str]:
+    """A printable view of the settings, secrets masked."""
+    out = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if not f.repr:
+            value = "***" if value else None
+        out[f.name] = str(value) if value is not None else ""
+    return out
