@@ -1,8 +1,8 @@
 """nwlib: incremental, exact sync of a DuckDB lake into PostgreSQL, S3, Delta or Databricks."""
 __version__ = "0.2.0"
 
-from .errors import NwError  # noqa: E402,F401
-from .settings import Settings, load_settings  # noqa: E402,F401
+from .errors import NwError  # noqa: F401
+from .settings import Settings, load_settings  # noqa: F401
 
 
 def sync(*args, **kwargs):

@@ -84,7 +84,7 @@ def _fill(con, scale: int, seed: int, start: dict[str, int], counts: dict[str, i
     s = seed
     n_cli = start["clientes"] + counts["clientes"]
     n_ped = start["pedidos"] + counts["pedidos"]
-    ts = lambda i, salt, span: f"{EPOCH} + to_seconds({_rnd(i, salt, s, span)})"  # noqa: E731
+    ts = lambda i, salt, span: f"{EPOCH} + to_seconds({_rnd(i, salt, s, span)})"
     stamp = now_sql or None
     con.execute(f"""
         INSERT INTO clientes SELECT i,
@@ -163,7 +163,7 @@ def mutate(path: Path | str, fraction: float = 0.01, seed: int = 7) -> dict[str,
         counts = {t: lake.row_count(con, t) for t in PER_SCALE}
         tops = {t: con.execute(f"SELECT coalesce(max({ident(PRIMARY_KEYS[t])}), 0) FROM {ident(t)}").fetchone()[0] for t in PER_SCALE}
         s = seed + int(tops["pedidos"])  # successive batches differ, same lake + seed gives the same batch
-        pick = lambda col, frac: f"(hash({col}, {s}) % 1000000) < {int(frac * 1_000_000)}"  # noqa: E731
+        pick = lambda col, frac: f"(hash({col}, {s}) % 1000000) < {int(frac * 1_000_000)}"
         out: dict[str, dict[str, int]] = {t: {"inserted": 0, "updated": 0, "deleted": 0} for t in PER_SCALE}
         con.execute("BEGIN")
         # deletes, children first: a small share of orders with their items and payments

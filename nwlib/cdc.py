@@ -31,8 +31,9 @@ Rules (the contract every destination relies on):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -58,7 +59,7 @@ class ChangeSet:
 
     def reader(self, con: duckdb.DuckDBPyConnection, batch_rows: int) -> pa.RecordBatchReader:
         """Stream the rows as Arrow record batches (bounded memory)."""
-        return con.execute(self.select_sql, list(self.params)).fetch_record_batch(batch_rows)
+        return con.execute(self.select_sql, list(self.params)).to_arrow_reader(batch_rows)
 
 
 def _is_time(duck_type: str) -> bool:

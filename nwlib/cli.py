@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__
-from .errors import NwError, SyncFailed, VerifyMismatch
+from .errors import NwError, VerifyMismatch
 
 
 def _settings(args):

@@ -9,8 +9,8 @@ are skipped.  The lake is only read.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Sequence
 
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -79,7 +79,7 @@ def open_lake(settings: Settings):
 def _retrying(settings: Settings) -> Retrying:
     return Retrying(
         stop=stop_after_attempt(settings.max_retries + 1),
-        wait=wait_exponential_jitter(initial=settings.retry_base_seconds, max=30, jitter=settings.retry_base_seconds),
+        wait=wait_exponential_jitter(settings.retry_base_seconds, max=30, jitter=settings.retry_base_seconds),
         retry=retry_if_exception(lambda e: isinstance(e, DestinationError) and e.transient),
         reraise=True,
     )
@@ -237,7 +237,7 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
                     con.execute(f"CREATE OR REPLACE TEMP TABLE nw_missing AS SELECT {send} FROM ({missing})")
                 finally:
                     con.unregister("nw_dest_keys")
-                reader = con.execute("SELECT * FROM nw_missing").fetch_record_batch(run.settings.batch_size)
+                reader = con.execute("SELECT * FROM nw_missing").to_arrow_reader(run.settings.batch_size)
                 return dest.delete(spec, reader, run.run_id)
             deleted = run.call(delete_missing)
         if hasattr(dest, "set_row_count"):

@@ -8,8 +8,8 @@ ties are broken by name, so the order is the same on every run.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from graphlib import TopologicalSorter
-from typing import Iterable, Mapping
 
 from .model import Step, TableSpec
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import duckdb
 

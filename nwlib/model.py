@@ -75,7 +75,7 @@ class Watermark:
         return {"value": self.value, "key": list(self.key)}
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "Watermark":
+    def from_json(cls, data: dict | None) -> Watermark:
         if not data:
             return cls()
         return cls(value=data.get("value"), key=tuple(data.get("key") or ()))

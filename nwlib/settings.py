@@ -9,10 +9,10 @@ Secrets are kept out of ``repr`` and out of every URL we print.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
-from urllib.parse import quote, urlsplit, urlunsplit, parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 

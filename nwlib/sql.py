@@ -4,7 +4,7 @@ Values never go through here: they are always bound as parameters.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .errors import SourceModelError
 

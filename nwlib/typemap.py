@@ -80,7 +80,7 @@ def pg_type(duck_type: str) -> PgType:
     return _map(t)
 
 
-def _map(t: "duckdb.typing.DuckDBPyType") -> PgType:
+def _map(t: duckdb.typing.DuckDBPyType) -> PgType:
     tid = t.id
     if tid == "decimal":
         p, s = (v for _, v in t.children)

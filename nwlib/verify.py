@@ -8,8 +8,8 @@ for value.  The checksum is an order-independent hash of the lake's rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import duckdb
 
@@ -18,7 +18,7 @@ from .engine import open_lake, read_plan
 from .model import TableSpec
 from .settings import Settings
 from .sql import ident
-from .typemap import pg_type, send_expr
+from .typemap import send_expr
 
 
 @dataclass(frozen=True)

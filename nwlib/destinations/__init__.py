@@ -13,7 +13,7 @@ REGISTRY: dict[str, type] = {
 }
 
 
-def create(settings) -> "PostgresDestination":
+def create(settings) -> PostgresDestination:
     try:
         cls = REGISTRY[settings.destination_type]
     except KeyError:

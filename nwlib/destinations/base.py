@@ -6,8 +6,9 @@ destination owns how rows, watermarks and the ledger are made durable
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator, Protocol, Sequence
+from typing import ContextManager, Protocol
 
 import pyarrow as pa
 

@@ -16,13 +16,13 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pyarrow as pa
 
 from ..cdc import ChangeSet
-from ..errors import DestinationError, SourceModelError, SchemaChangeError, SyncInProgress, missing_dependency
+from ..errors import DestinationError, SchemaChangeError, SourceModelError, SyncInProgress, missing_dependency
 from ..ledger import LEDGER_COLUMNS, LEDGER_TABLE, STATE_TABLE, now
 from ..model import APPEND, REPLACE, Column, TableSpec, TableState, Watermark
 from ..settings import Settings, redact_url
@@ -363,16 +363,15 @@ class PostgresDestination:
 
         reader = read(cs)
         sent = 0
-        with self.conn.cursor() as cur:
-            with cur.copy(f"COPY {target} ({idents(spec.column_names)}) FROM STDIN (FORMAT BINARY)") as copy:
-                encoder = pgpq.ArrowToPostgresBinaryEncoder(reader.schema)
-                copy.write(encoder.write_header())
-                for batch in reader:
-                    if batch.num_rows:
-                        copy.write(encoder.write_batch(batch))
-                        sent += batch.num_rows
-                        progress(spec.name, batch.num_rows)
-                copy.write(encoder.finish())
+        with self.conn.cursor() as cur, cur.copy(f"COPY {target} ({idents(spec.column_names)}) FROM STDIN (FORMAT BINARY)") as copy:
+            encoder = pgpq.ArrowToPostgresBinaryEncoder(reader.schema)
+            copy.write(encoder.write_header())
+            for batch in reader:
+                if batch.num_rows:
+                    copy.write(encoder.write_batch(batch))
+                    sent += batch.num_rows
+                    progress(spec.name, batch.num_rows)
+            copy.write(encoder.finish())
         return sent
 
     def _save_state(self, spec: TableSpec, wm: Watermark, inserted: int, run_id: str, reset: bool = False) -> None:
@@ -408,10 +407,9 @@ class PostgresDestination:
 
         def go():
             tmp = tempfile.NamedTemporaryFile(prefix="nw_copy_", suffix=".csv", delete=False)
-            with tmp, self.conn.cursor() as cur:
-                with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
-                    for chunk in copy:
-                        tmp.write(chunk)
+            with tmp, self.conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
+                for chunk in copy:
+                    tmp.write(chunk)
             return Path(tmp.name)
         path = self._run("read back", go)
         header = path.open("rb").readline().decode().rstrip("\r\n")
