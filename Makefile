@@ -14,7 +14,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[extensions,dev]"
+	$(BIN)/pip install -q -e ".[extensions,notebooks,s3,delta,databricks,dev]"
 	@touch $(STAMP)
 
 ## install: create .venv and install nwlib with everything the tests need
@@ -40,6 +40,7 @@ test-fast: $(STAMP)
 
 ## bench: the performance benchmark (writes data/runs/bench.json)
 bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m nwlib.bench
 
 ## lint: ruff over the library and tests
