@@ -52,6 +52,7 @@ class ChangeSet:
     spec: TableSpec
     select_sql: str                  # DuckDB query producing the transfer columns
     params: tuple[Any, ...]
+    where: str                       # the change filter alone (same params)
     rows: int                        # how many rows the query returns
     watermark_before: Watermark
     watermark_after: Watermark
@@ -146,7 +147,7 @@ def change_set(
     after = next_watermark(con, spec, watermark) if spec.incremental_column else Watermark()
     if spec.mode == APPEND and after.value is None:
         after = watermark
-    return ChangeSet(spec, transfer_select(spec, where), tuple(params), rows, watermark, after, full)
+    return ChangeSet(spec, transfer_select(spec, where), tuple(params), where, rows, watermark, after, full)
 
 
 def missing_keys_sql(spec: TableSpec, dest_keys_view: str) -> str:

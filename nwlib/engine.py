@@ -17,7 +17,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from . import cdc, destinations, graph, lake
 from .cdc import ChangeSet
-from .errors import DestinationError, NwError, SourceModelError, SyncFailed
+from .errors import ConfigError, DestinationError, NwError, SourceModelError, SyncFailed
+from .keyset import KeySet, keyset_path
 from .ledger import new_run_id, now
 from .model import MERGE, Plan, SyncReport, TableReport, TableSpec, Watermark
 from .settings import Settings
@@ -71,6 +72,15 @@ def read_plan(settings: Settings, con: duckdb.DuckDBPyConnection, tables: Iterab
 def open_lake(settings: Settings):
     con = lake.connect(settings.duckdb_path, read_only=True)
     try:
+        # Bounded memory: DuckDB would otherwise cache up to 80% of RAM of lake blocks.
+        spill = settings.destination_path / ".nw" / "tmp"
+        con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit.replace(chr(39), '')}'")
+        con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+    except duckdb.Error as exc:
+        con.close()
+        raise ConfigError(f"DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit!r} is not valid ({str(exc).splitlines()[0]})",
+                          "use a size such as 256MB or 2GB") from None
+    try:
         yield con
     finally:
         con.close()
@@ -93,6 +103,7 @@ class _Run:
     plan: Plan
     run_id: str
     progress: ProgressSink
+    keys: KeySet | None = None
 
     def reader(self, cs: ChangeSet):
         return cs.reader(self.con, self.settings.batch_size)
@@ -102,8 +113,11 @@ class _Run:
 
 
 def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: bool = False,
-         dry_run: bool = False, show_progress: bool = True, destination=None) -> SyncReport:
-    """Run one sync; returns the report (``report.ok`` says if every table made it)."""
+         dry_run: bool = False, show_progress: bool = True, destination=None,
+         progress: ProgressFactory | None = None) -> SyncReport:
+    """Run one sync; returns the report (``report.ok`` says if every table made it).
+
+    ``progress(total_rows)`` makes the progress display (a dashboard's bar); default tqdm."""
     run_id = new_run_id()
     with open_lake(settings) as con:
         plan = read_plan(settings, con, tables, full_refresh)
@@ -112,7 +126,7 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
             if dry_run:
                 return _dry_run(settings, con, dest, plan, run_id)
             with dest.lock():
-                return _sync(settings, con, dest, plan, run_id, show_progress)
+                return _sync(settings, con, dest, plan, run_id, show_progress, progress)
         finally:
             if destination is None:
                 dest.close()
@@ -130,7 +144,8 @@ def _dry_run(settings, con, dest, plan: Plan, run_id: str) -> SyncReport:
     return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True)
 
 
-def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool) -> SyncReport:
+def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
+          make_progress: ProgressFactory | None = None) -> SyncReport:
     specs = [plan.specs[t] for t in plan.order]
     schema_changes = _retrying(settings)(lambda: dest.prepare(specs, plan.full_refresh))
     full = set(plan.full_refresh) | set(dest.needs_full())
@@ -140,8 +155,10 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool) -> 
         refresh = name in full or not states[name].loaded
         wm = Watermark() if refresh else states[name].watermark
         changes[name] = cdc.change_set(con, plan.specs[name], wm, settings.cdc_lookback_seconds, refresh)
-    progress = ProgressSink(sum(c.rows for c in changes.values()), show_progress)
-    run = _Run(settings, con, dest, plan, run_id, progress)
+    total = sum(c.rows for c in changes.values())
+    progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
+    keys = KeySet(con, keyset_path(settings.destination_path, dest.describe()))
+    run = _Run(settings, con, dest, plan, run_id, progress, keys)
     reports: dict[str, TableReport] = {}
     try:
         for step in plan.steps:
@@ -159,6 +176,7 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool) -> 
                     reports[name] = _reconcile(run, plan.specs[name], reports[name])
     finally:
         progress.close()
+        keys.close()
     return SyncReport(run_id, dest.capabilities.name, tuple(reports[t] for t in plan.order))
 
 
@@ -185,6 +203,11 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
                                                 watermark_after=cs.watermark_before, started_at=started, finished_at=now(), error=error)
         return
     for cs in step_changes:
+        if cs.spec.mode == MERGE and run.keys is not None:
+            if cs.full:
+                run.keys.rebuild(cs.spec)
+            else:
+                run.keys.add(cs.spec, cs.where, cs.params)
         r = results[cs.spec.name]
         notes = tuple(schema_changes.get(cs.spec.name, ())) + r.schema_changes
         if notes and hasattr(dest, "note_schema_changes"):
@@ -212,7 +235,7 @@ def _explain(run: _Run, step_changes: Sequence[ChangeSet], exc: NwError) -> str:
 
 def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
     """Make the destination's key set equal the lake's (see cdc's rules on deletes)."""
-    dest, con = run.dest, run.con
+    dest, con, keys = run.dest, run.con, run.keys
     try:
         lake_rows = lake.row_count(con, spec.name)
         known = run.call(lambda: dest.states([spec.name]))[spec.name].row_count
@@ -227,25 +250,42 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
             report = replace(report, inserted=report.inserted + res.inserted, updated=report.updated + res.updated)
             actual = run.call(lambda: dest.row_count(spec.name))
         deleted = 0
+        if actual > lake_rows and keys is not None and keys.has(spec):
+            # Fast path: keys we remember sending, minus the lake's keys.
+            n = _delete(run, spec, keys.gone_sql(spec))
+            deleted, actual = deleted + n, actual - n
         if actual > lake_rows:
-            def delete_missing():
-                dest_keys = dest.keys(spec)
-                con.register("nw_dest_keys", dest_keys)
+            # Slow path: ask the destination for every key.
+            def gone_from_destination():
+                con.register("nw_dest_keys", dest.keys(spec))
                 try:
-                    missing = cdc.missing_keys_sql(spec, "nw_dest_keys")
-                    send = ", ".join(f"{send_expr(ident(k), spec.column(k).type)} AS {ident(k)}" for k in spec.primary_key)
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE nw_missing AS SELECT {send} FROM ({missing})")
+                    con.execute("CREATE OR REPLACE TEMP TABLE nw_dest_keys_t AS SELECT * FROM nw_dest_keys")
                 finally:
                     con.unregister("nw_dest_keys")
-                reader = con.execute("SELECT * FROM nw_missing").to_arrow_reader(run.settings.batch_size)
-                return dest.delete(spec, reader, run.run_id)
-            deleted = run.call(delete_missing)
+            run.call(gone_from_destination)
+            n = _delete(run, spec, cdc.missing_keys_sql(spec, "nw_dest_keys_t"))
+            deleted, actual = deleted + n, actual - n
+            if keys is not None:
+                keys.rebuild(spec)
         if hasattr(dest, "set_row_count"):
             run.call(lambda: dest.set_row_count(spec.name, lake_rows))
         return replace(report, deleted=report.deleted + deleted, finished_at=now())
     except NwError as exc:
         dest.record_failure(run.run_id, spec.name, "merge deletes", str(exc))
         return replace(report, status="failed", error=f"deletes: {exc}", finished_at=now())
+
+
+def _delete(run: _Run, spec: TableSpec, gone_sql: str) -> int:
+    """Delete the keys ``gone_sql`` selects (lake-typed) from the destination; forget them."""
+    con = run.con
+    con.execute(f"CREATE OR REPLACE TEMP TABLE nw_gone AS {gone_sql}")
+    if not con.execute("SELECT count(*) FROM nw_gone").fetchone()[0]:
+        return 0
+    send = ", ".join(f"{send_expr(ident(k), spec.column(k).type)} AS {ident(k)}" for k in spec.primary_key)
+    n = run.call(lambda: run.dest.delete(spec, con.execute(f"SELECT {send} FROM nw_gone").to_arrow_reader(run.settings.batch_size), run.run_id))
+    if run.keys is not None:
+        run.keys.remove(spec, "temp.main.nw_gone")
+    return n
 
 
 def raise_for_failures(report: SyncReport) -> SyncReport:

@@ -46,6 +46,7 @@ class Settings:
     retry_base_seconds: float = 0.5
     cdc_lookback_seconds: float = 0.0
     sync_workers: int = 1
+    duckdb_memory_limit: str = "256MB"
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
     append_only_tables: frozenset[str] = frozenset()
     full_replace_tables: frozenset[str] = frozenset()
@@ -186,6 +187,7 @@ _PARSERS = {
     "RETRY_BASE_SECONDS": ("retry_base_seconds", _float),
     "CDC_LOOKBACK_SECONDS": ("cdc_lookback_seconds", _float),
     "SYNC_WORKERS": ("sync_workers", lambda n, v: _int(n, v, 1)),
+    "DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", lambda n, v: _nonempty(n, v)),
     "INCREMENTAL_COLUMNS": ("incremental_columns", _pairs),
     "APPEND_ONLY_TABLES": ("append_only_tables", lambda n, v: _names(v)),
     "FULL_REPLACE_TABLES": ("full_replace_tables", lambda n, v: _names(v)),
