@@ -58,8 +58,10 @@ class KeySet:
 
     def gone_sql(self, spec: TableSpec) -> str:
         """Keys remembered as in the destination but no longer in the lake."""
-        keys = ", ".join(ident(k) for k in spec.primary_key)
-        return f"SELECT {keys} FROM {self._table(spec)} EXCEPT SELECT {keys} FROM lake.main.{ident(spec.name)}"
+        keys = ", ".join(f"k.{ident(c)}" for c in spec.primary_key)
+        match = " AND ".join(f"l.{ident(c)} = k.{ident(c)}" for c in spec.primary_key)
+        return (f"SELECT {keys} FROM {self._table(spec)} k "
+                f"WHERE NOT EXISTS (SELECT 1 FROM lake.main.{ident(spec.name)} l WHERE {match})")
 
     def rebuild(self, spec: TableSpec) -> None:
         if not self.attached:
@@ -71,10 +73,12 @@ class KeySet:
         """Remember the keys of the rows a change set sent."""
         if not self.has(spec):
             return
-        keys = ", ".join(ident(k) for k in spec.primary_key)
+        keys = ", ".join(f"l.{ident(c)}" for c in spec.primary_key)
+        match = " AND ".join(f"k.{ident(c)} = l.{ident(c)}" for c in spec.primary_key)
+        changed = f"SELECT * FROM lake.main.{ident(spec.name)} {where}"
         self.con.execute(
-            f"INSERT INTO {self._table(spec)} SELECT {keys} FROM lake.main.{ident(spec.name)} {where} "
-            f"EXCEPT SELECT {keys} FROM {self._table(spec)}", list(params))
+            f"INSERT INTO {self._table(spec)} SELECT {keys} FROM ({changed}) l "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self._table(spec)} k WHERE {match})", list(params))
 
     def remove(self, spec: TableSpec, gone_table: str) -> None:
         if not self.has(spec):

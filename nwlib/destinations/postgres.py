@@ -39,6 +39,8 @@ CAPABILITIES = Capabilities(
     state_location=f"tables {STATE_TABLE} and {LEDGER_TABLE} in DB_SCHEMA",
 )
 RESERVED_TABLES = (LEDGER_TABLE, STATE_TABLE)
+# Room on each page so CDC updates stay HOT (no index writes): measured by `make bench`.
+FILLFACTOR = 90
 
 # SQLSTATE classes that a retry can fix.
 TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004", "53300"}
@@ -224,7 +226,7 @@ class PostgresDestination:
         cols = [f"{ident(c.name)} {pg_type(c.type).pg}" for c in spec.columns]
         if spec.primary_key:
             cols.append(f"PRIMARY KEY ({idents(spec.primary_key)})")
-        self.conn.execute(f"CREATE TABLE {qualified(self.schema, spec.name)} ({', '.join(cols)})")
+        self.conn.execute(f"CREATE TABLE {qualified(self.schema, spec.name)} ({', '.join(cols)}) WITH (fillfactor = {FILLFACTOR})")
 
     def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str] = frozenset()) -> dict[str, tuple[str, ...]]:
         self._needs_full = set()
