@@ -46,7 +46,7 @@ class Settings:
     retry_base_seconds: float = 0.5
     cdc_lookback_seconds: float = 0.0
     sync_workers: int = 1
-    duckdb_memory_limit: str = "256MB"
+    duckdb_memory_limit: str = "64MB"
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
     append_only_tables: frozenset[str] = frozenset()
     full_replace_tables: frozenset[str] = frozenset()
