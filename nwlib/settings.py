@@ -45,7 +45,6 @@ class Settings:
     max_retries: int = 5
     retry_base_seconds: float = 0.5
     cdc_lookback_seconds: float = 0.0
-    sync_workers: int = 1
     duckdb_memory_limit: str = "64MB"
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
     append_only_tables: frozenset[str] = frozenset()
@@ -186,7 +185,6 @@ _PARSERS = {
     "MAX_RETRIES": ("max_retries", lambda n, v: _int(n, v, 0)),
     "RETRY_BASE_SECONDS": ("retry_base_seconds", _float),
     "CDC_LOOKBACK_SECONDS": ("cdc_lookback_seconds", _float),
-    "SYNC_WORKERS": ("sync_workers", lambda n, v: _int(n, v, 1)),
     "DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", lambda n, v: _nonempty(n, v)),
     "INCREMENTAL_COLUMNS": ("incremental_columns", _pairs),
     "APPEND_ONLY_TABLES": ("append_only_tables", lambda n, v: _names(v)),
