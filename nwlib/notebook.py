@@ -1,0 +1,93 @@
+"""Helpers that keep the notebooks thin: settings from parameters, reports as tables and charts.
+
+Notebooks run with their own folder as the working directory (Jupyter, Voila,
+papermill); :func:`load` moves to the project root first so ``.env`` and
+relative paths such as ``data/nw_lake.duckdb`` mean what they mean for `nw`.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .model import SyncReport
+from .settings import Settings, load_settings
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder (upwards) holding nwlib's pyproject.toml."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        f = d / "pyproject.toml"
+        if f.is_file() and 'name = "nwlib"' in f.read_text(encoding="utf-8", errors="replace"):
+            return d
+    return None
+
+
+def load(**overrides) -> Settings:
+    """Settings for a notebook: ``.env`` + environment, then the notebook's parameters (empty ones ignored)."""
+    root = project_root()
+    if root is not None and Path.cwd().resolve() != root:
+        os.chdir(root)
+    clean = {k: v for k, v in overrides.items() if v is not None and v != ""}
+    return load_settings(overrides=clean, dotenv=".env")
+
+
+def table_list(tables: str | Iterable[str] | None) -> list[str] | None:
+    """A papermill ``tables`` parameter (``"a,b"``, a list, or empty for all) as a list or None."""
+    if tables is None:
+        return None
+    items = tables.split(",") if isinstance(tables, str) else list(tables)
+    items = [t.strip() for t in items if t and t.strip()]
+    return items or None
+
+
+def report_frame(report: SyncReport):
+    """One row per table: what moved, how long it took, and the error if it failed."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [{"table": t.table, "mode": t.mode, "status": t.status, "inserted": t.inserted, "updated": t.updated,
+          "deleted": t.deleted, "seconds": round(t.seconds, 3), "watermark before": t.watermark_before.value,
+          "watermark after": t.watermark_after.value, "error": t.error or ""} for t in report.tables],
+        columns=["table", "mode", "status", "inserted", "updated", "deleted", "seconds", "watermark before", "watermark after", "error"])
+
+
+def rows_moved_chart(report: SyncReport, title: str | None = None):
+    """A stacked bar per table: rows inserted / updated / deleted (plotly)."""
+    import plotly.graph_objects as go
+
+    names = [t.table for t in report.tables]
+    fig = go.Figure()
+    for label, attr, color in (("inserted", "inserted", "#2e7d32"), ("updated", "updated", "#1565c0"), ("deleted", "deleted", "#c62828")):
+        fig.add_bar(name=label, x=names, y=[getattr(t, attr) for t in report.tables], marker_color=color)
+    failed = [t.table for t in report.tables if t.status == "failed"]
+    fig.update_layout(barmode="stack", height=320, margin=dict(l=40, r=20, t=50, b=40),
+                      title=title or (f"rows {'planned' if report.dry_run else 'moved'} per table (run {report.run_id})"
+                                      + (f" — FAILED: {', '.join(failed)}" if failed else "")),
+                      yaxis_title="rows", legend_orientation="h")
+    return fig
+
+
+def explore_connection(duckdb_path: str | Path | None = None):
+    """A read-only DuckDB connection to the lake for jupysql (``%sql conn``).
+
+    The lake file itself is the connection's database (not attached into an
+    in-memory one as :func:`nwlib.lake.connect` does), because jupysql runs
+    queries on cursors, which start in the default database.
+    """
+    import duckdb
+
+    from . import lake
+    from .errors import LakeError
+
+    os.environ.setdefault("PLOOMBER_STATS_ENABLED", "false")  # jupysql's telemetry: no network calls
+    settings = load(duckdb_path=str(duckdb_path) if duckdb_path else None)
+    lake.connect(settings.duckdb_path, read_only=True).close()  # one clear line if it is missing or not DuckDB
+    try:
+        con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    except duckdb.Error as exc:
+        raise LakeError(f"cannot open lake file {settings.duckdb_path}: {str(exc).splitlines()[0]}",
+                        "close the process writing it (a running `nw bootstrap`) and retry") from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con
