@@ -5,7 +5,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export XDG_RUNTIME_DIR ?= /tmp
 
 ## help: list the targets
 help:

@@ -27,7 +27,9 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+from nwlib.destinations.postgres import ensure_runtime_dir  # noqa: E402
+
+ensure_runtime_dir()
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 import duckdb  # noqa: E402

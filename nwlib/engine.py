@@ -89,7 +89,7 @@ def open_lake(settings: Settings):
 def _retrying(settings: Settings) -> Retrying:
     return Retrying(
         stop=stop_after_attempt(settings.max_retries + 1),
-        wait=wait_exponential_jitter(settings.retry_base_seconds, max=30, jitter=settings.retry_base_seconds),
+        wait=wait_exponential_jitter(multiplier=settings.retry_base_seconds, max=30, jitter=settings.retry_base_seconds),
         retry=retry_if_exception(lambda e: isinstance(e, DestinationError) and e.transient),
         reraise=True,
     )

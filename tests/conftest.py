@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+from nwlib.destinations.postgres import ensure_runtime_dir  # noqa: E402
 
-from nwlib.settings import load_settings
+ensure_runtime_dir()
+
+from nwlib.settings import load_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")

