@@ -5,6 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PORT ?= 8866
 
 ## help: list the targets
 help:
@@ -42,6 +43,17 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m nwlib.bench
 
+## notebooks: run bootstrap.ipynb then sync.ipynb with papermill into data/runs/ (BOOTSTRAP_ARGS="-p scale 2 -p mutate_fraction 0.01" SYNC_ARGS="-p tables pedidos,clientes")
+notebooks: $(STAMP)
+	@mkdir -p data/runs
+	@$(BIN)/python -m ipykernel install --sys-prefix >/dev/null
+	$(BIN)/papermill notebooks/bootstrap.ipynb data/runs/bootstrap.ipynb $(BOOTSTRAP_ARGS)
+	$(BIN)/papermill notebooks/sync.ipynb data/runs/sync.ipynb $(SYNC_ARGS)
+
+## dashboard: serve the Voila dashboard (notebooks/dashboard.ipynb) on http://127.0.0.1:8866 (PORT=... to change)
+dashboard: $(STAMP)
+	$(BIN)/voila notebooks/dashboard.ipynb --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
+
 ## lint: ruff over the library and tests
 lint: $(STAMP)
 	$(BIN)/ruff check nwlib tests
@@ -50,4 +62,4 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) data/pgdata data/*.duckdb data/runs
 
-.PHONY: help install demo test test-fast bench lint clean
+.PHONY: help install demo test test-fast bench lint clean notebooks dashboard

@@ -43,7 +43,7 @@ def _fmt(v) -> str:
     if v is None:
         return "<i style='color:#90a4ae'>NULL</i>"
     if isinstance(v, float):
-        return f"{v:,.3f}"
+        return "—" if v != v else f"{v:,.3f}"  # NaN: pandas' missing value
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     if isinstance(v, datetime):
@@ -681,8 +681,10 @@ class Dashboard:
             return
         fresh = []
         for t in st.tables:
-            lag = "up to date" if t.lag_seconds == 0 else (f"{_duration(t.lag_seconds)} behind" if t.lag_seconds is not None else
-                                                           ("never synced" if t.watermark is None else "—"))
+            if t.lag_seconds is not None:
+                lag = "up to date" if t.lag_seconds == 0 else f"{_duration(t.lag_seconds)} behind"
+            else:
+                lag = "never synced" if t.dest_rows is None else ("empty" if t.source_max is None else "—")
             fresh.append([t.table, t.source_max or "—", t.watermark or "—", lag, t.lake_rows, t.dest_rows if t.dest_rows is not None else "—"])
         self.sync_fresh.value = html_table(["table", "source max", "watermark", "lag", "lake rows", "destination rows"], fresh, "nw-fresh")
         runs = runs_from_history(st.history)
