@@ -206,7 +206,11 @@ class Dashboard:
         for box, name in zip(self.tab.children, ("overview", "data", "edit", "schemas", "sync")):
             box.add_class(f"nw-tab-{name}")
         self.tab.observe(self._on_tab, names="selected_index")
-        self.root = w.VBox([w.HTML(TABLE_STYLE), self.header, self.tab])
+        self.reload = w.Button(description="Refresh", icon="refresh", tooltip="re-read the lake and the destination")
+        self.reload_msg = w.HTML()
+        self.reload.on_click(lambda b: self.guard(self.reload_msg, self.refresh, ok=lambda _: "re-read the lake and the destination"))
+        self.root = w.VBox([w.HTML(TABLE_STYLE), w.HBox([self.header, self.reload], layout=w.Layout(justify_content="space-between")),
+                            self.reload_msg, self.tab])
         self._build_data()
         self._build_edit()
         self._build_schemas()

@@ -182,6 +182,7 @@ def test_dashboard_in_headless_chromium(voila, pg, pg_schema, lake_path):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.set_default_timeout(60_000)
+            expect.set_options(timeout=60_000)  # waits for the kernel, not a timing assertion
             page.goto(url)
             page.wait_for_selector(".nw-overview")
             page.wait_for_selector(".nw-tab-overview .js-plotly-plot")
@@ -255,6 +256,9 @@ def test_dashboard_in_headless_chromium(voila, pg, pg_schema, lake_path):
             shoot("sync")
 
             tab("Overview")
+            expect(page.locator(".nw-tab-overview .nw-overview")).to_contain_text("avaliacoes")
+            page.get_by_role("button", name="Refresh").click()
+            expect(page.get_by_text("re-read the lake and the destination")).to_be_visible()
             expect(page.locator(".nw-tab-overview .nw-overview")).to_contain_text("avaliacoes")
             _clean_page(page, "Overview after the sync")
             shoot("overview")
