@@ -17,7 +17,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from . import cdc, destinations, graph, lake
 from .cdc import ChangeSet
-from .errors import ConfigError, DestinationError, NwError, SourceModelError, SyncFailed
+from .errors import ConfigError, DestinationError, LakeError, NwError, SourceModelError, SyncFailed
 from .keyset import KeySet, keyset_path
 from .ledger import new_run_id, now
 from .model import MERGE, Plan, SyncReport, TableReport, TableSpec, Watermark
@@ -82,6 +82,11 @@ def open_lake(settings: Settings):
                           "use a size such as 256MB or 2GB") from None
     try:
         yield con
+    except duckdb.IOException as exc:
+        # The header opened but a block did not read back: a truncated or damaged file (or a full disk).
+        raise LakeError(f"DuckDB could not read a file while using the lake {settings.duckdb_path}: {str(exc).splitlines()[0]}",
+                        "if that file is the lake it is truncated or damaged: restore it or run `nw bootstrap`; "
+                        "otherwise check free disk space under DESTINATION_PATH") from None
     finally:
         con.close()
 
@@ -125,7 +130,9 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
         try:
             if dry_run:
                 return _dry_run(settings, con, dest, plan, run_id)
-            with dest.lock():
+            with contextlib.ExitStack() as held:
+                # Taking the lock connects first: a refused connection is retried like any other.
+                _retrying(settings)(lambda: held.enter_context(dest.lock()))
                 return _sync(settings, con, dest, plan, run_id, show_progress, progress)
         finally:
             if destination is None:
@@ -211,7 +218,7 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
         r = results[cs.spec.name]
         notes = tuple(schema_changes.get(cs.spec.name, ())) + r.schema_changes
         if notes and hasattr(dest, "note_schema_changes"):
-            dest.note_schema_changes(run.run_id, cs.spec.name, notes)
+            run.call(lambda: dest.note_schema_changes(run.run_id, cs.spec.name, notes))  # noqa: B023 (called at once)
         reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), "ok",
                                             r.inserted, r.updated, 0, cs.watermark_before, cs.watermark_after,
                                             started, now(), None, notes)

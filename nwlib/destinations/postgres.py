@@ -47,7 +47,8 @@ TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08
 TRANSIENT_TEXT = ("connection refused", "could not connect", "server closed the connection", "connection reset",
                   "terminating connection", "the database system is starting up", "the database system is shutting down",
                   "consuming input failed", "lost synchronization", "connection timed out", "no connection to the server",
-                  "broken pipe", "ssl syscall error", "timeout expired", "the connection is closed")
+                  "broken pipe", "ssl syscall error", "timeout expired", "the connection is closed",
+                  "no such file or directory")  # a Unix socket vanishes while its server restarts
 
 # Widening that ALTER TABLE … TYPE can do without losing anything.
 WIDENINGS = {("smallint", "integer"), ("smallint", "bigint"), ("integer", "bigint"), ("real", "double precision"),
@@ -287,6 +288,10 @@ class PostgresDestination:
                 elif not _same_type(old, new):
                     self.conn.execute(f"ALTER TABLE {target} ALTER COLUMN {ident(name)} TYPE {new}")
                     notes.append(f"widened column {name} from {old} to {new}")
+            if spec.name in self._needs_full:
+                # Forget the cursor in the ALTER's own transaction: if the run dies before
+                # the rows are re-sent, the next run still sends them all (no NULL backfill).
+                self.conn.execute(f"UPDATE {qualified(self.schema, STATE_TABLE)} SET watermark = NULL WHERE tabela_nome = %s", [spec.name])
         return notes
 
     def needs_full(self) -> frozenset[str]:
