@@ -172,7 +172,9 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
             _load_step(run, step.tables, changes, reports, schema_changes)
         if hasattr(dest, "ensure_foreign_keys"):
             try:
-                run.call(dest.ensure_foreign_keys)
+                for table, note in run.call(dest.ensure_foreign_keys) or ():
+                    reports[table] = replace(reports[table], schema_changes=reports[table].schema_changes + (note,))
+                    run.call(lambda: dest.note_schema_changes(run.run_id, table, (note,)))  # noqa: B023 (called at once)
             except NwError as exc:
                 for name in plan.order:
                     if reports[name].status == "ok":

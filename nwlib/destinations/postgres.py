@@ -52,7 +52,8 @@ TRANSIENT_TEXT = ("connection refused", "could not connect", "server closed the 
 
 # Widening that ALTER TABLE … TYPE can do without losing anything.
 WIDENINGS = {("smallint", "integer"), ("smallint", "bigint"), ("integer", "bigint"), ("real", "double precision"),
-             ("smallint", "numeric"), ("integer", "numeric"), ("bigint", "numeric")}
+             ("smallint", "numeric"), ("integer", "numeric"), ("bigint", "numeric"),
+             ("character varying", "text"), ("character", "text")}  # a destination made by another tool
 
 
 def _psycopg():
@@ -122,6 +123,7 @@ class PostgresDestination:
         self.url = embedded_url(settings) if settings.uses_embedded_postgres else settings.postgres_dsn()
         self._conn = None
         self._needs_full: set[str] = set()
+        self._schema_errors: dict[str, SchemaChangeError] = {}
         self._fk_specs: list[TableSpec] = []
 
     # --- connection -----------------------------------------------------------
@@ -240,13 +242,19 @@ class PostgresDestination:
 
     def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str] = frozenset()) -> dict[str, tuple[str, ...]]:
         self._needs_full = set()
+        self._schema_errors = {}
         changes: dict[str, tuple[str, ...]] = {}
 
         def go():
             self._ensure_bookkeeping()
             for spec in specs:
                 self._check_identifiers(spec)
-                changes[spec.name] = tuple(self._evolve(spec, spec.name in full_refresh))
+                try:
+                    changes[spec.name] = tuple(self._evolve(spec, spec.name in full_refresh))
+                except SchemaChangeError as exc:
+                    # Stops this table only (its load raises it); independent tables go on.
+                    self._schema_errors[spec.name] = exc
+                    changes[spec.name] = ()
             self._fk_specs = list(specs)
             return changes
         return self._run("prepare tables", go)
@@ -260,9 +268,11 @@ class PostgresDestination:
         wanted = {c.name: pg_type(c.type).pg for c in spec.columns}
         notes: list[str] = []
         problems = []
+        added = [n for n in wanted if n not in existing]
         for name, old in existing.items():
             if name not in wanted:
-                problems.append(f"column {spec.name}.{name} ({old}) is no longer in the lake (dropped or renamed)")
+                renamed = f"dropped, or renamed to {' or '.join(added)}" if added else "dropped or renamed"
+                problems.append(f"column {spec.name}.{name} ({old}) is no longer in the lake ({renamed})")
         for name, new in wanted.items():
             old = existing.get(name)
             if old is None or _same_type(old, new):
@@ -297,8 +307,8 @@ class PostgresDestination:
     def needs_full(self) -> frozenset[str]:
         return frozenset(self._needs_full)
 
-    def ensure_foreign_keys(self) -> list[str]:
-        """Create the lake's FKs (DEFERRABLE) once both tables exist; returns what was added."""
+    def ensure_foreign_keys(self) -> list[tuple[str, str]]:
+        """Create the lake's FKs (DEFERRABLE) once both tables exist; returns (table, what was added)."""
         added = []
 
         def go():
@@ -318,12 +328,16 @@ class PostgresDestination:
                         f"ALTER TABLE {qualified(self.schema, spec.name)} ADD CONSTRAINT {ident(name)} "
                         f"FOREIGN KEY ({idents(fk.columns)}) REFERENCES {qualified(self.schema, fk.ref_table)} ({idents(fk.ref_columns)}) "
                         "DEFERRABLE INITIALLY IMMEDIATE")
-                    added.append(name)
+                    added.append((spec.name, f"added foreign key {name} ({', '.join(fk.columns)}) → {fk.ref_table} ({', '.join(fk.ref_columns)})"))
             return added
         return self._run("create foreign keys", go)
 
     # --- loading -----------------------------------------------------------------
     def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
+        for cs in changes:
+            if cs.spec.name in self._schema_errors:
+                raise self._schema_errors[cs.spec.name]
+
         def go():
             results = {}
             with self.conn.transaction():
@@ -413,7 +427,8 @@ class PostgresDestination:
     def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
         if notes:
             self._run("ledger", lambda: self.conn.execute(
-                f"UPDATE {qualified(self.schema, LEDGER_TABLE)} SET mudancas_schema = %s WHERE run_id = %s AND tabela_nome = %s",
+                f"UPDATE {qualified(self.schema, LEDGER_TABLE)} SET mudancas_schema = concat_ws('; ', mudancas_schema, %s::text) "
+                "WHERE run_id = %s AND tabela_nome = %s",
                 ["; ".join(notes), run_id, table]))
 
     # --- deletes -----------------------------------------------------------------
