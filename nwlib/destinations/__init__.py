@@ -6,14 +6,18 @@ Heavy drivers are imported inside each destination, when first used.
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .delta import DeltaDestination
 from .postgres import PostgresDestination
+from .s3 import S3Destination
 
 REGISTRY: dict[str, type] = {
     "POSTGRES": PostgresDestination,
+    "S3": S3Destination,
+    "DELTA": DeltaDestination,
 }
 
 
-def create(settings) -> PostgresDestination:
+def create(settings):
     try:
         cls = REGISTRY[settings.destination_type]
     except KeyError:

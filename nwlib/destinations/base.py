@@ -6,7 +6,7 @@ destination owns how rows, watermarks and the ledger are made durable
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ContextManager, Protocol
 
@@ -37,6 +37,12 @@ class LoadResult:
 
 
 class Destination(Protocol):
+    """What the engine, ``nw verify`` and ``nw status`` call.
+
+    Optional: ``ensure_foreign_keys()`` (create the lake's FKs) and
+    ``note_schema_changes(run_id, table, notes)`` (add notes to the ledger);
+    the engine calls them only when present."""
+
     capabilities: Capabilities
 
     def describe(self) -> str:
@@ -63,11 +69,17 @@ class Destination(Protocol):
     def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
         """Apply the change sets of one step, their watermarks and ledger rows, atomically."""
 
-    def keys(self, spec: TableSpec) -> Iterator[pa.RecordBatch]:
-        """The destination's primary keys of a table, as text columns."""
+    def row_count(self, table: str) -> int:
+        """The table's rows, counted now (the engine checks its bookkeeping with it)."""
+
+    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
+        """The destination's primary keys of a table, as text or typed columns (the engine casts them)."""
 
     def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
         """Delete these keys (lake-typed), update the state and the run's ledger row, atomically."""
+
+    def set_row_count(self, table: str, n: int) -> None:
+        """Record the table's row count after reconciliation (a no-op where the count is derived)."""
 
     def record_failure(self, run_id: str, table: str, mode: str, error: str) -> None:
         """Append a failed row to the ledger (best effort)."""
@@ -75,8 +87,8 @@ class Destination(Protocol):
     def history(self, limit: int = 200) -> list[dict]:
         """Ledger rows, newest first."""
 
-    def scan(self, spec: TableSpec) -> Iterator[pa.RecordBatch]:
-        """Every row of a table as canonical text columns (for verify)."""
+    def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
+        """Every row of a table, as canonical text or columns DuckDB can CAST to the lake types (for verify)."""
 
     def close(self) -> None:
         ...

@@ -1,0 +1,385 @@
+"""Delta Lake (delta-rs): each lake table is a Delta table at ``<DELTA_URI>/<table>``.
+
+``DELTA_URI`` is a local folder or ``s3://bucket/folder``.  A first load (or a
+full replace) streams the change set with ``write_deltalake``; later runs
+MERGE on the primary key (insert new keys, update rows whose values differ,
+delete keys the lake lost), with schema evolution.  The watermark, the run id
+and a token naming the change set travel in the *same* Delta commit as the
+rows (its commit metadata, plus an app transaction ``nwlib:<table>``), so the
+state can never disagree with the data: a retried step whose commit already
+landed is recognised by its token and not applied twice, and a run killed at
+any instant resumes from the last commit.  Row counts come from the Delta log.
+
+The run history is the Delta table ``<DELTA_URI>/controle_cargas``, appended
+after each table commit (readable by Spark, Databricks and DuckDB's delta scan).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..cdc import ChangeSet
+from ..errors import ConfigError, DestinationError, NwError, SchemaChangeError, SourceModelError, missing_dependency
+from ..ledger import LEDGER_COLUMNS, LEDGER_TABLE, now
+from ..model import APPEND, REPLACE, Column, TableSpec, TableState, Watermark
+from ..settings import Settings
+from .base import Capabilities, LoadResult, Progress, ReaderFactory
+from .objectstore import FileLock, S3Lock, boto3_client, classify, delta_storage_options, parse_s3_uri
+from .s3 import folder, verify_exprs
+
+APP_ID = "nwlib:{table}"
+META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS = "nw_watermark", "nw_run_id", "nw_token", "nw_columns"
+LOCK_NAME = "_nw_lock.json"
+
+CAPABILITIES = Capabilities(name="DELTA", transactional=True, merge_strategies=("merge", "append", "replace"),
+                            foreign_keys=False, state_location="each table's Delta commit metadata; the controle_cargas Delta table")
+
+LEDGER_SCHEMA = pa.schema([(name, pa.int64() if "bigint" in typ else pa.timestamp("us", tz="UTC") if "timestamptz" in typ else pa.string())
+                           for name, typ in LEDGER_COLUMNS.items()])
+
+
+def _deltalake():
+    try:
+        import deltalake
+    except ImportError:
+        raise missing_dependency("deltalake", "delta") from None
+    return deltalake
+
+
+def delta_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a Delta table can hold for ``t`` (values kept exact)."""
+    if pa.types.is_time(t) or pa.types.is_duration(t) or pa.types.is_null(t) or pa.types.is_decimal256(t) \
+            or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_unsigned_integer(t):
+        return {8: pa.int16(), 16: pa.int32(), 32: pa.int64()}.get(t.bit_width, pa.decimal128(20, 0))
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC" if t.tz else None)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return pa.list_(delta_type(t.value_type))
+    if pa.types.is_large_binary(t):
+        return pa.binary()
+    return t
+
+
+def delta_reader(reader: pa.RecordBatchReader, table: str, progress: Progress | None) -> pa.RecordBatchReader:
+    """``reader`` with Delta-compatible types, reporting progress as batches pass."""
+    target = pa.schema([pa.field(f.name, delta_type(f.type)) for f in reader.schema])
+
+    def batches():
+        for b in reader:
+            if progress and b.num_rows:
+                progress(table, b.num_rows)
+            yield b if b.schema == target else b.cast(target)
+    return pa.RecordBatchReader.from_batches(target, batches())
+
+
+def _arrow_schema(dt) -> pa.Schema:
+    return pa.schema(dt.schema().to_arrow())
+
+
+def _q(name: str) -> str:
+    """A column in a delta-rs predicate."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _token(cs: ChangeSet, kind: str) -> str:
+    raw = json.dumps([cs.spec.name, kind, cs.watermark_before.to_json(), cs.watermark_after.to_json(), cs.full, cs.where, list(map(str, cs.params))])
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+class DeltaDestination:
+    capabilities = CAPABILITIES
+
+    def __init__(self, settings: Settings):
+        if not settings.delta_uri:
+            raise ConfigError("DELTA_URI is not set", "set DELTA_URI to a folder or to s3://bucket/folder")
+        self.settings = settings
+        self.root = settings.delta_uri.rstrip("/")
+        self.remote = self.root.startswith(("s3://", "s3a://"))
+        if self.remote:
+            self.s3 = parse_s3_uri(self.root)
+            self.storage_options = delta_storage_options(settings)
+            self._client = None
+        else:
+            self.root = str(Path(self.root).expanduser().resolve())
+            self.storage_options = None
+        self._needs_full: set[str] = set()
+        self._overwrite: set[str] = set()
+
+    # --- plumbing ------------------------------------------------------------------
+    def describe(self) -> str:
+        where = f" at {self.settings.aws_endpoint_url}" if self.remote and self.settings.aws_endpoint_url else ""
+        return f"Delta Lake {self.root}{where}"
+
+    def uri(self, table: str) -> str:
+        return f"{self.root}/{folder(table)}"
+
+    def _errors(self) -> tuple[type, ...]:
+        dl = _deltalake()
+        errs: list[type] = [dl.exceptions.DeltaError, OSError, pa.ArrowException]
+        with contextlib.suppress(ImportError):
+            from botocore.exceptions import BotoCoreError, ClientError
+            errs += [BotoCoreError, ClientError]
+        return tuple(errs)
+
+    def _call(self, where: str, fn):
+        try:
+            return fn()
+        except NwError:
+            raise
+        except self._errors() as exc:
+            raise classify(exc, self.settings, where, self.root) from None
+
+    def client(self):
+        if self._client is None:
+            self._client = boto3_client(self.settings)
+        return self._client
+
+    def close(self) -> None:
+        pass
+
+    def ping(self) -> float:
+        def go():
+            t = time.perf_counter()
+            if self.remote:
+                self.client().head_bucket(Bucket=self.s3.bucket)
+            else:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            return time.perf_counter() - t
+        return self._call("bucket", go)
+
+    def lock(self):
+        if self.remote:
+            return S3Lock(self.client(), self.s3.bucket, self.s3.key(LOCK_NAME), self.settings, self.root)()
+        return FileLock(Path(self.root) / LOCK_NAME)()
+
+    def _table(self, name: str):
+        dl = _deltalake()
+
+        def go():
+            uri = self.uri(name)
+            if not dl.DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
+                if self.remote:
+                    self.client().head_bucket(Bucket=self.s3.bucket)  # a clear error for a bad bucket
+                return None
+            return dl.DeltaTable(uri, storage_options=self.storage_options)
+        return self._call("open", go)
+
+    @staticmethod
+    def _meta(dt) -> dict:
+        """Custom metadata of the newest commit nwlib made on the table."""
+        for limit in (20, None):
+            for commit in dt.history(limit):
+                if META_WATERMARK in commit:
+                    return commit
+        return {}
+
+    # --- state ---------------------------------------------------------------------
+    def states(self, tables: Sequence[str]) -> dict[str, TableState]:
+        out = {}
+        for t in tables:
+            dt = self._table(t)
+            if dt is None:
+                out[t] = TableState()
+                continue
+            meta = self._call("read state", lambda dt=dt: self._meta(dt))
+            if not meta:
+                out[t] = TableState()
+                continue
+            cols = tuple(Column(c["name"], c["type"]) for c in json.loads(meta.get(META_COLUMNS) or "[]"))
+            out[t] = TableState(Watermark.from_json(json.loads(meta[META_WATERMARK])), self._call("count", dt.count), cols, True)
+        return out
+
+    def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str]) -> dict[str, tuple[str, ...]]:
+        self._needs_full, self._overwrite = set(), set(full_refresh)
+        notes: dict[str, tuple[str, ...]] = {}
+        states = self.states([s.name for s in specs])
+        for spec in specs:
+            if spec.name == LEDGER_TABLE:
+                raise SourceModelError(f"lake table {spec.name!r} collides with nwlib's run history table", "rename the lake table")
+            old = {c.name: c.type for c in states[spec.name].columns}
+            if not old:
+                continue
+            mine = []
+            for c in spec.columns:
+                if c.name not in old:
+                    mine.append(f"added column {c.name} {c.type}")
+                    self._needs_full.add(spec.name)
+                elif old[c.name] != c.type:
+                    if spec.name not in full_refresh:
+                        raise SchemaChangeError(f"column {spec.name}.{c.name} changed type from {old[c.name]} to {c.type}",
+                                                f"rerun with `nw sync --full-refresh --tables {spec.name}` to rewrite that table")
+                    mine.append(f"rewrote table for column {c.name} {old[c.name]} -> {c.type}")
+            if mine:
+                notes[spec.name] = tuple(mine)
+        return notes
+
+    def needs_full(self) -> frozenset[str]:
+        return frozenset(self._needs_full)
+
+    # --- loading -------------------------------------------------------------------
+    def _commit(self, spec: TableSpec, wm: Watermark, run_id: str, token: str, dt):
+        dl = _deltalake()
+        app = APP_ID.format(table=spec.name)
+        version = (dt.transaction_version(app) or 0) + 1 if dt is not None else 1
+        meta = {META_WATERMARK: json.dumps(wm.to_json()), META_RUN: run_id, META_TOKEN: token,
+                META_COLUMNS: json.dumps([{"name": c.name, "type": c.type} for c in spec.columns])}
+        return dl.CommitProperties(custom_metadata=meta, app_transactions=[dl.Transaction(app, version)])
+
+    def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
+        results = {}
+        for cs in changes:
+            started = now()
+            ins, upd = self._call(f"load {cs.spec.name}", lambda cs=cs: self._apply(cs, read, run_id, progress))
+            results[cs.spec.name] = LoadResult(ins, upd)
+            self._ledger([self._ledger_row(run_id, cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), "ok", started,
+                                           linhas_inseridas=ins, linhas_atualizadas=upd, linhas_carregadas=ins + upd,
+                                           watermark_antes=json.dumps(cs.watermark_before.to_json()),
+                                           watermark_depois=json.dumps(cs.watermark_after.to_json()))])
+        return results
+
+    def _apply(self, cs: ChangeSet, read: ReaderFactory, run_id: str, progress: Progress) -> tuple[int, int]:
+        dl = _deltalake()
+        spec = cs.spec
+        dt = self._table(spec.name)
+        token = _token(cs, "load")
+        if dt is not None:
+            last = self._meta(dt)
+            if last.get(META_TOKEN) == token and last.get(META_RUN) == run_id:
+                m = last.get("operationMetrics", {})
+                return int(m.get("num_target_rows_inserted", m.get("num_added_rows", 0))), int(m.get("num_target_rows_updated", 0))
+        props = self._commit(spec, cs.watermark_after, run_id, token, dt)
+        overwrite = spec.mode == REPLACE or (cs.full and spec.name in self._overwrite)
+        if dt is None or overwrite or spec.mode == APPEND or cs.rows == 0 or (cs.full and dt.count() == 0):
+            counted = [0]
+
+            def count(table, n):
+                counted[0] += n
+                progress(table, n)
+            reader = read(cs) if cs.rows or overwrite or dt is None else None
+            if reader is None:  # nothing to send: a commit that only moves the watermark
+                if cs.watermark_after == cs.watermark_before:
+                    return 0, 0
+                schema = _arrow_schema(dt)
+                reader = pa.RecordBatchReader.from_batches(schema, [])
+            mode = "overwrite" if overwrite and dt is not None else "append"
+            dl.write_deltalake(self.uri(spec.name), delta_reader(reader, spec.name, count), mode=mode,
+                               schema_mode="overwrite" if mode == "overwrite" else ("merge" if dt is not None else None),
+                               storage_options=self.storage_options, commit_properties=props)
+            return counted[0], 0
+        names = set(_arrow_schema(dt).names)
+        on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in spec.primary_key)
+        rest = [c for c in spec.non_key_columns]
+        merger = dt.merge(delta_reader(read(cs), spec.name, progress), predicate=on, source_alias="s", target_alias="t",
+                          merge_schema=True, commit_properties=props)
+        if rest and all(c in names for c in rest):
+            differs = " OR ".join(f"(t.{_q(c)} IS DISTINCT FROM s.{_q(c)})" for c in rest)
+            merger = merger.when_matched_update_all(predicate=differs)
+        elif rest:
+            merger = merger.when_matched_update_all()  # a new column: every matched row gets it
+        m = merger.when_not_matched_insert_all().execute()
+        return int(m.get("num_target_rows_inserted", 0)), int(m.get("num_target_rows_updated", 0))
+
+    # --- deletes and counts -------------------------------------------------------
+    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
+        dt = self._table(spec.name)
+        if dt is None:
+            return pa.table({k: pa.array([], pa.string()) for k in spec.primary_key}).to_reader()
+        return self._call("read keys", lambda: dt.to_pyarrow_dataset().scanner(columns=list(spec.primary_key)).to_reader())
+
+    def row_count(self, table: str) -> int:
+        dt = self._table(table)
+        return 0 if dt is None else self._call("count", dt.count)
+
+    def set_row_count(self, table: str, n: int) -> None:
+        """Nothing to store: the Delta log counts rows exactly."""
+
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
+        started = now()
+        dt = self._table(spec.name)
+        if dt is None:
+            return 0
+        last = self._meta(dt)
+        wm = Watermark.from_json(json.loads(last[META_WATERMARK])) if last else Watermark()
+        target = _arrow_schema(dt)
+        key_schema = pa.schema([target.field(k) for k in spec.primary_key])
+        source = pa.RecordBatchReader.from_batches(key_schema, (b.cast(key_schema) for b in delta_reader(keys, spec.name, None)))
+        on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in spec.primary_key)
+        token = hashlib.sha256(f"{spec.name}:delete:{run_id}:{time.time_ns()}".encode()).hexdigest()[:24]
+        props = self._commit(spec, wm, run_id, token, dt)
+
+        def go():
+            return dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=props).when_matched_delete().execute()
+        n = int(self._call(f"delete from {spec.name}", go).get("num_target_rows_deleted", 0))
+        if n:
+            self._ledger([self._ledger_row(run_id, spec.name, "merge deletes", "ok", started, linhas_excluidas=n)])
+        return n
+
+    # --- ledger --------------------------------------------------------------------
+    @staticmethod
+    def _ledger_row(run_id: str, table: str, mode: str, status: str, started, **values) -> dict:
+        row = {k: None for k in LEDGER_COLUMNS}
+        row.update(run_id=run_id, tabela_nome=table, modo=mode, status=status, linhas_inseridas=0, linhas_atualizadas=0,
+                   linhas_excluidas=0, linhas_carregadas=0, iniciado_em=started, finalizado_em=now())
+        row.update(values)
+        if status == "ok":
+            row["ultima_carga"] = row["finalizado_em"]
+        return row
+
+    def _ledger(self, rows: list[dict]) -> None:
+        dl = _deltalake()
+        table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
+        self._call("write controle_cargas", lambda: dl.write_deltalake(f"{self.root}/{LEDGER_TABLE}", table, mode="append",
+                                                                         storage_options=self.storage_options))
+
+    def record_failure(self, run_id: str, table: str, mode: str, error: str) -> None:
+        with contextlib.suppress(Exception):
+            self._ledger([self._ledger_row(run_id, table, mode, "failed", now(), erro=self.settings.redact(error))])
+
+    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
+        if notes:
+            with contextlib.suppress(Exception):
+                self._ledger([self._ledger_row(run_id, table, "schema", "ok", now(), mudancas_schema="; ".join(notes))])
+
+    def history(self, limit: int = 200) -> list[dict]:
+        dt = self._table(LEDGER_TABLE)
+        if dt is None:
+            return []
+        rows = self._call("read controle_cargas", lambda: dt.to_pyarrow_table().to_pylist())
+        rows.sort(key=lambda r: r.get("finalizado_em") or r.get("iniciado_em"), reverse=True)
+        return rows[:limit]
+
+    # --- reading back --------------------------------------------------------------
+    def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
+        dt = self._table(spec.name)
+        if dt is None:
+            return pa.table({c.name: pa.array([], pa.string()) for c in spec.columns}).to_reader()
+        import duckdb
+
+        dataset = self._call(f"read {spec.name}", dt.to_pyarrow_dataset)
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("nw_delta", dataset)
+        select = verify_exprs(spec.columns, set(dataset.schema.names))
+        reader = self._call(f"read {spec.name}", lambda: con.execute(f"SELECT {select} FROM nw_delta").to_arrow_reader(self.settings.batch_size))
+        self._scan_con = con  # keep the session alive while the reader is consumed
+        return reader
+
+
+def read_table(settings: Settings, table: str) -> pa.Table:
+    """A synced table read back with deltalake (what Spark/Databricks would see)."""
+    dest = DeltaDestination(settings)
+    dt = dest._table(table)
+    if dt is None:
+        raise DestinationError(f"no Delta table {table!r} under {dest.root}", "run `nw sync` first")
+    return dest._call(f"read {table}", dt.to_pyarrow_table)
+
+
+
