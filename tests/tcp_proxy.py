@@ -21,6 +21,7 @@ import socket
 import struct
 import threading
 import time
+from urllib.parse import parse_qs, urlsplit
 
 
 class TcpProxy:
@@ -177,3 +178,20 @@ def _reset(*socks: socket.socket) -> None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with contextlib.suppress(OSError):
             s.close()
+
+
+# --- PostgreSQL URLs -------------------------------------------------------------------
+
+def proxy_target(url: str):
+    """Where the server behind ``url`` listens: a Unix socket path or (host, port)."""
+    parts = urlsplit(url)
+    host = parse_qs(parts.query).get("host", [parts.hostname or ""])[0]
+    if host.startswith("/"):
+        return f"{host}/.s.PGSQL.{parts.port or 5432}"
+    return (host, parts.port or 5432)
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    parts = urlsplit(url)
+    return proxy.url(user=parts.username or "postgres", password=parts.password or None,
+                     database=(parts.path or "/postgres").lstrip("/") or "postgres")

@@ -13,14 +13,14 @@ import sys
 import threading
 import time
 import uuid
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import duckdb
 import psycopg
 import pytest
 from clirun import env_for, one_line_error, run_nw, start_nw
 from private_pg import PrivatePg
-from tcp_proxy import TcpProxy
+from tcp_proxy import TcpProxy, proxy_target, through
 
 from nwlib.bootstrap import PER_SCALE, bootstrap, mutate
 from nwlib.engine import sync
@@ -39,21 +39,6 @@ def ledger(settings, pg_url, run_id=None):
         sql = f'SELECT run_id, tabela_nome, status, erro FROM "{settings.db_schema}".controle_cargas'
         rows = c.execute(sql + (" WHERE run_id = %s" if run_id else "") + " ORDER BY id", [run_id] if run_id else []).fetchall()
     return rows
-
-
-def proxy_target(url: str):
-    """Where the server behind ``url`` listens: a Unix socket path or (host, port)."""
-    parts = urlsplit(url)
-    host = parse_qs(parts.query).get("host", [parts.hostname or ""])[0]
-    if host.startswith("/"):
-        return f"{host}/.s.PGSQL.{parts.port or 5432}"
-    return (host, parts.port or 5432)
-
-
-def through(proxy: TcpProxy, url: str) -> str:
-    parts = urlsplit(url)
-    return proxy.url(user=parts.username or "postgres", password=parts.password or None,
-                     database=(parts.path or "/postgres").lstrip("/") or "postgres")
 
 
 # --- 1. SIGKILL at random moments ------------------------------------------------------
