@@ -6,6 +6,7 @@ Heavy drivers are imported inside each destination, when first used.
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .databricks import DatabricksDestination
 from .delta import DeltaDestination
 from .postgres import PostgresDestination
 from .s3 import S3Destination
@@ -14,6 +15,7 @@ REGISTRY: dict[str, type] = {
     "POSTGRES": PostgresDestination,
     "S3": S3Destination,
     "DELTA": DeltaDestination,
+    "DATABRICKS": DatabricksDestination,
 }
 
 
