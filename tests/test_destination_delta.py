@@ -1,0 +1,141 @@
+"""DESTINATION_TYPE=DELTA on a local folder and on s3:// (a real moto_server)."""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import boto3
+import duckdb
+import pytest
+
+from nwlib.bootstrap import PRIMARY_KEYS, bootstrap, mutate
+from nwlib.cdc import change_set
+from nwlib.destinations import create
+from nwlib.destinations.delta import DeltaDestination, read_table
+from nwlib.engine import open_lake, read_plan, sync
+from nwlib.errors import DestinationError, SyncInProgress
+from nwlib.model import Watermark
+from nwlib.settings import load_settings
+from nwlib.status import status
+from nwlib.verify import verify
+
+
+@pytest.fixture(params=["local", "s3"])
+def delta_env(request, tmp_path):
+    env = {"DESTINATION_TYPE": "DELTA", "DUCKDB_PATH": str(tmp_path / "lake.duckdb"), "DESTINATION_PATH": str(tmp_path),
+           "MAX_RETRIES": "1", "RETRY_BASE_SECONDS": "0.05"}
+    if request.param == "local":
+        env["DELTA_URI"] = str(tmp_path / "delta")
+    else:
+        bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("moto_server")
+        env.update(DELTA_URI=f"s3://{bucket}/lakehouse", AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing-key",
+                   AWS_SECRET_ACCESS_KEY="testing-secret", AWS_REGION="us-east-1")
+    return env
+
+
+def _lake_rows(settings, table: str) -> int:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _no_duplicate_keys(settings) -> None:
+    for table, key in PRIMARY_KEYS.items():
+        t = read_table(settings, table)
+        assert t.num_rows == len(set(t.column(key).to_pylist())) == _lake_rows(settings, table), table
+
+
+def test_delta_round_trip_merge_and_history(delta_env):
+    settings = load_settings(env=delta_env, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.1, seed=3)
+    first = sync(settings, show_progress=False)
+    assert first.ok, first.failed
+    assert {t.table: t.inserted for t in first.tables} == {"clientes": 100, "pedidos": 1000, "itens_pedido": 3000, "pagamentos": 1000}
+
+    changes = mutate(settings.duckdb_path, 0.05)
+    second = sync(settings, show_progress=False)
+    assert second.ok, second.failed
+    by = {t.table: t for t in second.tables}
+    for table, c in changes.items():
+        assert (by[table].inserted, by[table].updated, by[table].deleted) == (c["inserted"], c["updated"], c["deleted"]), table
+    checks = verify(settings)
+    assert all(c.ok for c in checks), checks
+    assert sum(t.moved for t in sync(settings, show_progress=False).tables) == 0
+    _no_duplicate_keys(settings)
+
+    # The watermark lives in the same Delta commit as the rows.
+    from deltalake import DeltaTable
+    dest = create(settings)
+    dt = DeltaTable(dest.uri("pedidos"), storage_options=dest.storage_options)
+    merge = next(h for h in dt.history() if h["operation"] == "MERGE" and h.get("nw_run_id") == second.run_id)
+    assert json.loads(merge["nw_watermark"]) == by["pedidos"].watermark_after.to_json()
+    assert dt.transaction_version("nwlib:pedidos") >= 2
+
+    st = status(settings)
+    assert {r.table: r.dest_rows for r in st.tables} == {r.table: r.lake_rows for r in st.tables}
+    assert {first.run_id, second.run_id} <= {h["run_id"] for h in st.history}
+    assert any(h["modo"] == "merge deletes" and h["linhas_excluidas"] for h in st.history)
+
+
+def test_delta_retried_step_is_not_applied_twice(tmp_path):
+    """A retry of a step whose commit already landed is recognised by the commit's token."""
+    settings = load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+                                  "DESTINATION_PATH": str(tmp_path), "APPEND_ONLY_TABLES": "pagamentos"}, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.02, seed=2)
+    dest = DeltaDestination(settings)
+    with open_lake(settings) as con:
+        plan = read_plan(settings, con, ["pagamentos"])
+        dest.prepare([plan.specs["pagamentos"]], frozenset())
+        cs = change_set(con, plan.specs["pagamentos"], Watermark())
+        read = lambda c: c.reader(con, 1000)
+        first = dest.load([cs], read, "run-1", lambda t, n: None)
+        again = dest.load([cs], read, "run-1", lambda t, n: None)
+    assert first["pagamentos"].inserted == again["pagamentos"].inserted == 200
+    assert dest.row_count("pagamentos") == 200          # an append-only table: a second append would double it
+
+
+@pytest.mark.slow
+def test_delta_kill_during_sync_then_rerun(delta_env, killed_sync):
+    settings = load_settings(env=delta_env, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=3, seed=11)
+    probe = DeltaDestination(settings)
+
+    def first_commit_done():
+        if probe.remote:
+            c = boto3.client("s3", endpoint_url=delta_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                             aws_access_key_id="testing-key", aws_secret_access_key="testing-secret")
+            return c.list_objects_v2(Bucket=probe.s3.bucket, Prefix=probe.s3.key("controle_cargas", "_delta_log")).get("KeyCount", 0) > 0
+        return (Path(probe.root) / "controle_cargas" / "_delta_log").exists()
+
+    assert killed_sync(delta_env, first_commit_done) == -signal.SIGKILL
+    loaded = [t for t, s in probe.states(list(PRIMARY_KEYS)).items() if s.loaded]
+    assert 1 <= len(loaded) < len(PRIMARY_KEYS), loaded
+
+    rerun = sync(settings, show_progress=False)
+    assert rerun.ok, rerun.failed
+    mutate(settings.duckdb_path, 0.01)
+    assert sync(settings, show_progress=False).ok
+    assert all(c.ok for c in verify(settings))
+    _no_duplicate_keys(settings)
+
+
+def test_delta_lock_local_folder(tmp_path):
+    settings = load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d")}, dotenv=None)
+    a, b = DeltaDestination(settings), DeltaDestination(settings)
+    with a.lock():
+        with pytest.raises(SyncInProgress):
+            with b.lock():
+                pass
+    with b.lock():
+        pass
+
+
+def test_delta_bad_bucket_is_one_line(s3_bucket, moto_server, tmp_path):
+    env = {"DESTINATION_TYPE": "DELTA", "DELTA_URI": "s3://no-such-bucket-here/x", "AWS_ENDPOINT_URL": moto_server,
+           "AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret", "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+           "DESTINATION_PATH": str(tmp_path), "MAX_RETRIES": "0"}
+    settings = load_settings(env=env, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.01, seed=1)
+    with pytest.raises(DestinationError, match="does not exist") as err:
+        sync(settings, show_progress=False)
+    assert "\n" not in str(err.value)
