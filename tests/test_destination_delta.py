@@ -139,3 +139,18 @@ def test_delta_bad_bucket_is_one_line(s3_bucket, moto_server, tmp_path):
     with pytest.raises(DestinationError, match="does not exist") as err:
         sync(settings, show_progress=False)
     assert "\n" not in str(err.value)
+
+
+def test_delta_every_type_and_hostile_names_round_trip(tmp_path, typed_lake, lake_path):
+    settings = load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(lake_path),
+                                  "DESTINATION_PATH": str(tmp_path)}, dotenv=None)
+    first = sync(settings, show_progress=False)
+    assert first.ok, first.failed
+    assert all(c.ok for c in verify(settings)), verify(settings)
+    typed_lake()
+    second = sync(settings, show_progress=False)
+    assert second.ok, second.failed
+    r = second.tables[0]
+    assert (r.inserted, r.updated, r.deleted) == (1, 2, 1)
+    checks = verify(settings)
+    assert all(c.ok for c in checks), checks

@@ -176,3 +176,17 @@ def test_s3_bad_credentials_are_one_line(moto_server_strict, s3_env):
     with pytest.raises(DestinationError, match="S3 refused the credentials") as err:
         sync(load_settings(env=env, dotenv=None), show_progress=False)
     assert "\n" not in str(err.value) and "testing-secret" not in str(err.value)
+
+
+def test_s3_every_type_and_hostile_names_round_trip(s3_env, typed_lake):
+    settings = load_settings(env=s3_env, dotenv=None)
+    first = sync(settings, show_progress=False)
+    assert first.ok, first.failed
+    assert all(c.ok for c in verify(settings)), verify(settings)
+    typed_lake()
+    second = sync(settings, show_progress=False)
+    assert second.ok, second.failed
+    r = second.tables[0]
+    assert (r.inserted, r.updated, r.deleted) == (1, 2, 1)
+    checks = verify(settings)
+    assert all(c.ok for c in checks), checks

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ from ..model import APPEND, REPLACE, Column, TableSpec, TableState, Watermark
 from ..settings import Settings
 from .base import Capabilities, LoadResult, Progress, ReaderFactory
 from .objectstore import FileLock, S3Lock, boto3_client, classify, delta_storage_options, parse_s3_uri
-from .s3 import folder, verify_exprs
+from .s3 import verify_exprs
 
 APP_ID = "nwlib:{table}"
 META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS = "nw_watermark", "nw_run_id", "nw_token", "nw_columns"
@@ -78,6 +79,13 @@ def delta_reader(reader: pa.RecordBatchReader, table: str, progress: Progress | 
                 progress(table, b.num_rows)
             yield b if b.schema == target else b.cast(target)
     return pa.RecordBatchReader.from_batches(target, batches())
+
+
+def folder(table: str) -> str:
+    """A table's folder: the name when it is plain, else a readable form plus a digest (URIs decode '%')."""
+    if re.fullmatch(r"[A-Za-z0-9_.\-]+", table):
+        return table
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", table) + "-" + hashlib.sha256(table.encode()).hexdigest()[:8]
 
 
 def _arrow_schema(dt) -> pa.Schema:

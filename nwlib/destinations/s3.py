@@ -67,6 +67,7 @@ def empty_state() -> dict:
 
 def verify_exprs(spec_columns: Sequence[Column], present: set[str]) -> str:
     """Columns as ``nw verify`` reads them: typed where DuckDB can CAST back, BLOB as hex, nested as JSON."""
+    from ..typemap import pg_type
     from ..verify import _is_json, _nested
 
     out = []
@@ -76,7 +77,7 @@ def verify_exprs(spec_columns: Sequence[Column], present: set[str]) -> str:
             out.append(f"CAST(NULL AS VARCHAR) AS {col}")
         elif c.type.upper() == "BLOB":
             out.append(f"hex(CAST({col} AS BLOB)) AS {col}")
-        elif not _is_json(c.type) and _nested(c.type):
+        elif not _is_json(c.type) and _nested(c.type) and not pg_type(c.type).json:  # a native list, not JSON text
             out.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}")
         else:
             out.append(col)
