@@ -154,3 +154,23 @@ def test_delta_every_type_and_hostile_names_round_trip(tmp_path, typed_lake, lak
     assert (r.inserted, r.updated, r.deleted) == (1, 2, 1)
     checks = verify(settings)
     assert all(c.ok for c in checks), checks
+
+
+def test_delta_ledger_row_lost_in_a_crash_is_recovered_from_the_commit(tmp_path):
+    """Killed after a table's commit but before its controle_cargas row: the next run adds the row."""
+    settings = load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+                                  "DESTINATION_PATH": str(tmp_path)}, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.02, seed=2)
+    dest = DeltaDestination(settings)
+    with open_lake(settings) as con:
+        spec = read_plan(settings, con, ["clientes"]).specs["clientes"]
+        dest.prepare([spec], frozenset())
+        cs = change_set(con, spec, Watermark())
+        dest._apply(cs, lambda c: c.reader(con, 1000), "run-killed", lambda t, n: None)   # the commit, and then the "crash"
+    assert not dest.history()
+    report = sync(settings, show_progress=False)
+    assert report.ok
+    rows = {(h["run_id"], h["tabela_nome"]): h for h in dest.history()}
+    got = rows[("run-killed", "clientes")]
+    assert (got["modo"], got["linhas_inseridas"], got["status"]) == ("merge full (recovered)", 20, "ok")
+    assert json.loads(got["watermark_depois"]) == cs.watermark_after.to_json()

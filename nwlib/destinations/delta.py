@@ -21,6 +21,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,7 +36,7 @@ from .objectstore import FileLock, S3Lock, boto3_client, classify, delta_storage
 from .s3 import verify_exprs
 
 APP_ID = "nwlib:{table}"
-META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS = "nw_watermark", "nw_run_id", "nw_token", "nw_columns"
+META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS, META_LEDGER = "nw_watermark", "nw_run_id", "nw_token", "nw_columns", "nw_ledger"
 LOCK_NAME = "_nw_lock.json"
 
 CAPABILITIES = Capabilities(name="DELTA", transactional=True, merge_strategies=("merge", "append", "replace"),
@@ -209,6 +210,7 @@ class DeltaDestination:
         self._needs_full, self._overwrite = set(), set(full_refresh)
         notes: dict[str, tuple[str, ...]] = {}
         states = self.states([s.name for s in specs])
+        self._recover_ledger(specs)
         for spec in specs:
             if spec.name == LEDGER_TABLE:
                 raise SourceModelError(f"lake table {spec.name!r} collides with nwlib's run history table", "rename the lake table")
@@ -229,15 +231,43 @@ class DeltaDestination:
                 notes[spec.name] = tuple(mine)
         return notes
 
+    def _recover_ledger(self, specs: Sequence[TableSpec]) -> None:
+        """Add the ledger row of a table commit whose run died before writing it (from the commit's metadata)."""
+        led = self._table(LEDGER_TABLE)
+        seen: set = set()
+        if led is not None:
+            t = self._call("read controle_cargas", lambda: led.to_pyarrow_table(columns=["run_id", "tabela_nome"]))
+            seen = set(zip(t.column("run_id").to_pylist(), t.column("tabela_nome").to_pylist()))
+        rows = []
+        for spec in specs:
+            dt = self._table(spec.name)
+            meta = self._call("read state", lambda dt=dt: self._meta(dt)) if dt is not None else {}
+            if not meta.get(META_LEDGER) or (meta.get(META_RUN), spec.name) in seen:
+                continue
+            info, m = json.loads(meta[META_LEDGER]), meta.get("operationMetrics", {})
+            deletes = info["modo"] == "merge deletes"
+            ins = 0 if deletes else int(m.get("num_target_rows_inserted", m.get("num_added_rows", 0)))
+            upd = 0 if deletes else int(m.get("num_target_rows_updated", 0))
+            row = self._ledger_row(meta[META_RUN], spec.name, info["modo"] + " (recovered)", "ok", datetime.fromisoformat(info["iniciado_em"]),
+                                   linhas_inseridas=ins, linhas_atualizadas=upd, linhas_carregadas=ins + upd,
+                                   linhas_excluidas=int(m.get("num_target_rows_deleted", 0)) if deletes else 0,
+                                   watermark_antes=info["watermark_antes"], watermark_depois=meta[META_WATERMARK])
+            row["finalizado_em"] = row["ultima_carga"] = datetime.fromtimestamp(meta["timestamp"] / 1000, tz=timezone.utc)
+            rows.append(row)
+        if rows:
+            self._ledger(rows)
+
     def needs_full(self) -> frozenset[str]:
         return frozenset(self._needs_full)
 
     # --- loading -------------------------------------------------------------------
-    def _commit(self, spec: TableSpec, wm: Watermark, run_id: str, token: str, dt):
+    def _commit(self, spec: TableSpec, wm: Watermark, run_id: str, token: str, dt, mode: str, wm_before: Watermark):
+        """Commit properties carrying the state, and enough of the ledger row to recover it."""
         dl = _deltalake()
         app = APP_ID.format(table=spec.name)
         version = (dt.transaction_version(app) or 0) + 1 if dt is not None else 1
-        meta = {META_WATERMARK: json.dumps(wm.to_json()), META_RUN: run_id, META_TOKEN: token,
+        ledger = {"modo": mode, "watermark_antes": json.dumps(wm_before.to_json()), "iniciado_em": now().isoformat()}
+        meta = {META_WATERMARK: json.dumps(wm.to_json()), META_RUN: run_id, META_TOKEN: token, META_LEDGER: json.dumps(ledger),
                 META_COLUMNS: json.dumps([{"name": c.name, "type": c.type} for c in spec.columns])}
         return dl.CommitProperties(custom_metadata=meta, app_transactions=[dl.Transaction(app, version)])
 
@@ -263,7 +293,8 @@ class DeltaDestination:
             if last.get(META_TOKEN) == token and last.get(META_RUN) == run_id:
                 m = last.get("operationMetrics", {})
                 return int(m.get("num_target_rows_inserted", m.get("num_added_rows", 0))), int(m.get("num_target_rows_updated", 0))
-        props = self._commit(spec, cs.watermark_after, run_id, token, dt)
+        props = self._commit(spec, cs.watermark_after, run_id, token, dt, spec.mode + (" full" if cs.full else " incremental"),
+                             cs.watermark_before)
         overwrite = spec.mode == REPLACE or (cs.full and spec.name in self._overwrite)
         if dt is None or overwrite or spec.mode == APPEND or cs.rows == 0 or (cs.full and dt.count() == 0):
             counted = [0]
@@ -321,7 +352,7 @@ class DeltaDestination:
         source = pa.RecordBatchReader.from_batches(key_schema, (b.cast(key_schema) for b in delta_reader(keys, spec.name, None)))
         on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in spec.primary_key)
         token = hashlib.sha256(f"{spec.name}:delete:{run_id}:{time.time_ns()}".encode()).hexdigest()[:24]
-        props = self._commit(spec, wm, run_id, token, dt)
+        props = self._commit(spec, wm, run_id, token, dt, "merge deletes", wm)
 
         def go():
             return dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=props).when_matched_delete().execute()

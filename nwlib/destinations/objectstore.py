@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -31,6 +32,16 @@ TRANSIENT_TEXT = ("connection refused", "could not connect", "connection reset",
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _causes(exc: BaseException) -> str:
+    """The error's text without a Rust backtrace (lines like ``  12: frame``)."""
+    lines = []
+    for line in str(exc).splitlines():
+        if re.match(r"^\s+\d+: ", line):
+            break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -126,7 +137,7 @@ def classify(exc: BaseException, settings: Settings, where: str, what: str) -> D
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
     text = settings.redact(first_line(exc))
-    low = text.lower()
+    low = settings.redact(_causes(exc)).lower()   # delta-rs puts the cause on later lines; only the first is shown
     prefix = f"{where}: " if where else ""
     if code in ("NoSuchBucket",) or "nosuchbucket" in low or "bucket does not exist" in low or code == "404" and "bucket" in where:
         return DestinationError(f"{prefix}bucket of {what} does not exist", "create it or fix S3_BUCKET_NAME / DELTA_URI")
