@@ -205,7 +205,7 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
     try:
         results = run.call(lambda: dest.load(step_changes, run.reader, run.run_id, run.progress.advance))
     except NwError as exc:
-        error = _explain(run, step_changes, exc)
+        error = _explain(run, [cs.spec for cs in step_changes], exc)
         for cs in step_changes:
             dest.record_failure(run.run_id, cs.spec.name, cs.spec.mode, error)
             reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode, "failed", watermark_before=cs.watermark_before,
@@ -226,15 +226,14 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
                                             started, now(), None, notes)
 
 
-def _explain(run: _Run, step_changes: Sequence[ChangeSet], exc: NwError) -> str:
+def _explain(run: _Run, specs: Sequence[TableSpec], exc: NwError) -> str:
     """Name duplicate keys when the lake has them (the usual cause of a merge conflict)."""
-    for cs in step_changes:
-        spec = cs.spec
+    for spec in specs:
         if spec.mode != MERGE:
             continue
         keys = ", ".join(ident(k) for k in spec.primary_key)
         dup = run.con.execute(
-            f"SELECT {keys} FROM {ident(spec.name)} GROUP BY ALL HAVING count(*) > 1 LIMIT 5").fetchall()
+            f"SELECT {keys} FROM {ident(spec.name)} GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL LIMIT 5").fetchall()
         if dup:
             shown = "; ".join(str(d if len(d) > 1 else d[0]) for d in dup)
             return (f"table {spec.name!r} has duplicate primary keys in the lake ({', '.join(spec.primary_key)} = {shown}) — "
@@ -282,8 +281,10 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
             run.call(lambda: dest.set_row_count(spec.name, lake_rows))
         return replace(report, deleted=report.deleted + deleted, finished_at=now())
     except NwError as exc:
-        dest.record_failure(run.run_id, spec.name, "merge deletes", str(exc))
-        return replace(report, status="failed", error=f"deletes: {exc}", finished_at=now())
+        error = _explain(run, [spec], exc)  # the full re-merge meets duplicate keys too
+        error = f"deletes: {exc}" if error == str(exc) else error
+        dest.record_failure(run.run_id, spec.name, "merge deletes", error)
+        return replace(report, status="failed", error=error, finished_at=now())
 
 
 def _delete(run: _Run, spec: TableSpec, gone_sql: str) -> int:

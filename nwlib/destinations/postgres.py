@@ -398,7 +398,13 @@ class PostgresDestination:
             copy.write(encoder.write_header())
             for batch in reader:
                 if batch.num_rows:
-                    copy.write(encoder.write_batch(batch))
+                    _refuse_infinite_times(batch, spec.name)
+                    try:
+                        data = encoder.write_batch(batch)
+                    except ValueError as exc:  # pgpq: a value binary COPY cannot carry
+                        raise DestinationError(f"table {spec.name!r}: a value cannot be sent to PostgreSQL ({str(exc).splitlines()[0]})",
+                                               "change that value in the lake and rerun") from None
+                    copy.write(data)
                     sent += batch.num_rows
                     progress(spec.name, batch.num_rows)
             copy.write(encoder.finish())
@@ -449,7 +455,7 @@ class PostgresDestination:
             read_options=pacsv.ReadOptions(block_size=8 << 20),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in _csv_header(header)},
-                strings_can_be_null=True, quoted_strings_can_be_null=False),
+                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False),  # only an unquoted empty field is NULL ("NA", "NaN", "null" are values)
         )
         path.unlink()  # the open reader keeps the data readable on POSIX
         return reader
@@ -515,6 +521,23 @@ class PostgresDestination:
             names = [d.name for d in cur.description]
             return [dict(zip(names, r)) for r in cur.fetchall()]
         return self._run("read history", go)
+
+
+def _refuse_infinite_times(batch: pa.RecordBatch, table: str) -> None:
+    """DuckDB's ±infinity dates/timestamps would arrive as wrong finite values (or not at all): say so instead."""
+    import pyarrow.compute as pc
+
+    for field, column in zip(batch.schema, batch.columns):
+        if pa.types.is_timestamp(field.type):
+            ints, top = column.cast(pa.int64()), 2**63 - 1
+        elif pa.types.is_date32(field.type):
+            ints, top = column.cast(pa.int32()), 2**31 - 1
+        else:
+            continue
+        lo, hi = pc.min_max(ints).values()
+        if hi.is_valid and (hi.as_py() >= top or lo.as_py() <= -top):
+            raise DestinationError(f"table {table!r} column {field.name!r} holds an infinite date/timestamp, which nwlib cannot send to PostgreSQL",
+                                   "replace 'infinity'/'-infinity' in the lake with NULL or a real date and rerun")
 
 
 def _csv_header(line: str) -> list[str]:
