@@ -58,10 +58,10 @@ class KeySet:
 
     def gone_sql(self, spec: TableSpec) -> str:
         """Keys remembered as in the destination but no longer in the lake."""
-        keys = ", ".join(f"k.{ident(c)}" for c in spec.primary_key)
-        match = " AND ".join(f"l.{ident(c)} = k.{ident(c)}" for c in spec.primary_key)
-        return (f"SELECT {keys} FROM {self._table(spec)} k "
-                f"WHERE NOT EXISTS (SELECT 1 FROM lake.main.{ident(spec.name)} l WHERE {match})")
+        # EXCEPT, not NOT EXISTS: DuckDB's anti-join cannot spill and ran out of the default
+        # 64MB DUCKDB_MEMORY_LIMIT on 3M keys (scale 100); EXCEPT spills and takes 0.16 s there.
+        keys = ", ".join(ident(c) for c in spec.primary_key)
+        return f"SELECT {keys} FROM {self._table(spec)} EXCEPT SELECT {keys} FROM lake.main.{ident(spec.name)}"
 
     def rebuild(self, spec: TableSpec) -> None:
         if not self.attached:
