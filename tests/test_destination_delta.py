@@ -174,3 +174,22 @@ def test_delta_ledger_row_lost_in_a_crash_is_recovered_from_the_commit(tmp_path)
     got = rows[("run-killed", "clientes")]
     assert (got["modo"], got["linhas_inseridas"], got["status"]) == ("merge full (recovered)", 20, "ok")
     assert json.loads(got["watermark_depois"]) == cs.watermark_after.to_json()
+
+
+def test_delta_full_replace_table_and_nw_status(tmp_path, monkeypatch, capsys):
+    from nwlib.cli import main
+
+    env = {"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+           "DESTINATION_PATH": str(tmp_path), "FULL_REPLACE_TABLES": "clientes"}
+    for k, v in {**env, "COLUMNS": "300"}.items():   # rich wraps at the terminal width
+        monkeypatch.setenv(k, v)
+    settings = load_settings(env=env, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.02, seed=6)
+    assert sync(settings, show_progress=False).ok
+    mutate(settings.duckdb_path, 0.1)
+    second = sync(settings, show_progress=False)
+    assert second.ok and second.tables[0].inserted == _lake_rows(settings, "clientes")   # replaced whole
+    assert all(c.ok for c in verify(settings))
+    assert main(["status", "--env-file", "/nonexistent"]) == 0
+    out = capsys.readouterr().out
+    assert f"Delta Lake {tmp_path / 'd'}" in out and out.count(" ok") >= 4 and "never" not in out

@@ -98,8 +98,21 @@ def test_s3_round_trip_layout_history_and_rebuild(s3_env, tmp_path):
     assert all(h["status"] == "ok" for h in st.history)
 
 
-def test_s3_reads_without_httpfs(s3_env):
+def test_nw_status_shows_s3_history(s3_env, monkeypatch, capsys):
+    for k, v in {**s3_env, "COLUMNS": "300"}.items():   # rich wraps at the terminal width
+        monkeypatch.setenv(k, v)
     settings = load_settings(env=s3_env, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.01, seed=1)
+    assert main(["sync", "--no-progress", "--env-file", "/nonexistent"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--env-file", "/nonexistent"]) == 0
+    out = capsys.readouterr().out
+    assert f"S3 s3://{s3_env['S3_BUCKET_NAME']}/raw" in out
+    assert out.count(" ok") >= 4 and "never" not in out
+
+
+def test_s3_reads_without_httpfs_and_full_replace(s3_env):
+    settings = load_settings(env={**s3_env, "FULL_REPLACE_TABLES": "clientes"}, dotenv=None)
     bootstrap(settings.duckdb_path, scale=0.02, seed=5)
     assert sync(settings, show_progress=False).ok
     mutate(settings.duckdb_path, 0.1)

@@ -163,7 +163,7 @@ class S3Destination:
         return self._call("bucket", go)
 
     def lock(self):
-        self._state = None
+        self._state, self._cached = None, set()   # another run may have changed the bucket since
         return S3Lock(self.client, self.loc.bucket, self.loc.key(STATE_DIR, "lock.json"), self.settings, self._what())()
 
     # --- state ---------------------------------------------------------------------
