@@ -49,6 +49,7 @@ class Settings:
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
     append_only_tables: frozenset[str] = frozenset()
     full_replace_tables: frozenset[str] = frozenset()
+    partition_columns: Mapping[str, str] = field(default_factory=dict)   # S3/Delta: table → partition column
     # S3 / Delta / Databricks (used by their destinations)
     s3_bucket_name: str | None = None
     s3_prefix: str = "raw"
@@ -189,6 +190,7 @@ _PARSERS = {
     "INCREMENTAL_COLUMNS": ("incremental_columns", _pairs),
     "APPEND_ONLY_TABLES": ("append_only_tables", lambda n, v: _names(v)),
     "FULL_REPLACE_TABLES": ("full_replace_tables", lambda n, v: _names(v)),
+    "PARTITION_COLUMNS": ("partition_columns", _pairs),
     "S3_BUCKET_NAME": ("s3_bucket_name", lambda n, v: v.strip() or None),
     "S3_PREFIX": ("s3_prefix", lambda n, v: v.strip().strip("/")),
     "AWS_REGION": ("aws_region", lambda n, v: v.strip() or None),

@@ -193,3 +193,16 @@ def test_delta_full_replace_table_and_nw_status(tmp_path, monkeypatch, capsys):
     assert main(["status", "--env-file", "/nonexistent"]) == 0
     out = capsys.readouterr().out
     assert f"Delta Lake {tmp_path / 'd'}" in out and out.count(" ok") >= 4 and "never" not in out
+
+
+def test_delta_partition_column(tmp_path):
+    from deltalake import DeltaTable
+
+    settings = load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+                                  "DESTINATION_PATH": str(tmp_path), "PARTITION_COLUMNS": "pedidos=status"}, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.02, seed=8)
+    assert sync(settings, show_progress=False).ok
+    mutate(settings.duckdb_path, 0.1)
+    assert sync(settings, show_progress=False).ok
+    assert all(c.ok for c in verify(settings))
+    assert DeltaTable(str(tmp_path / "d" / "pedidos")).metadata().partition_columns == ["status"]

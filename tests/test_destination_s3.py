@@ -203,3 +203,19 @@ def test_s3_every_type_and_hostile_names_round_trip(s3_env, typed_lake):
     assert (r.inserted, r.updated, r.deleted) == (1, 2, 1)
     checks = verify(settings)
     assert all(c.ok for c in checks), checks
+
+
+def test_s3_partition_column_adds_a_hive_level(s3_env):
+    settings = load_settings(env={**s3_env, "PARTITION_COLUMNS": "pedidos=status"}, dotenv=None)
+    bootstrap(settings.duckdb_path, scale=0.02, seed=8)
+    assert sync(settings, show_progress=False).ok
+    mutate(settings.duckdb_path, 0.1)
+    assert sync(settings, show_progress=False).ok
+    assert all(c.ok for c in verify(settings))
+    pedidos = [k for k in _keys(s3_env, "raw/pedidos/") if k.endswith(".parquet")]
+    levels = {re.search(r"/run=[^/]+/status=([^/]+)/part-", k).group(1) for k in pedidos}
+    assert levels == {"novo", "pago", "enviado", "entregue", "cancelado"}
+    _no_duplicate_keys(settings)
+    bad = load_settings(env={**s3_env, "PARTITION_COLUMNS": "pedidos=nope"}, dotenv=None)
+    with pytest.raises(Exception, match="PARTITION_COLUMNS names pedidos.nope"):
+        sync(bad, show_progress=False)

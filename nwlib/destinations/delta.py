@@ -214,6 +214,9 @@ class DeltaDestination:
         for spec in specs:
             if spec.name == LEDGER_TABLE:
                 raise SourceModelError(f"lake table {spec.name!r} collides with nwlib's run history table", "rename the lake table")
+            column = self.settings.partition_columns.get(spec.name)
+            if column and column not in spec.column_names:
+                raise SourceModelError(f"PARTITION_COLUMNS names {spec.name}.{column}, which does not exist", "fix PARTITION_COLUMNS")
             old = {c.name: c.type for c in states[spec.name].columns}
             if not old:
                 continue
@@ -309,7 +312,9 @@ class DeltaDestination:
                 schema = _arrow_schema(dt)
                 reader = pa.RecordBatchReader.from_batches(schema, [])
             mode = "overwrite" if overwrite and dt is not None else "append"
+            column = self.settings.partition_columns.get(spec.name)
             dl.write_deltalake(self.uri(spec.name), delta_reader(reader, spec.name, count), mode=mode,
+                               partition_by=[column] if column and (dt is None or mode == "overwrite") else None,
                                schema_mode="overwrite" if mode == "overwrite" else ("merge" if dt is not None else None),
                                storage_options=self.storage_options, commit_properties=props)
             return counted[0], 0

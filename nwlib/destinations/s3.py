@@ -50,7 +50,7 @@ OP, RUN, SEQ = "nw_operation", "nw_run_id", "nw_seq"
 META_COLUMNS = (OP, RUN, SEQ)
 STATE_DIR = "_nw"
 PART_ROWS = 1_000_000
-_PART = re.compile(r"/dt=[^/]+/run=([^/]+)/part-(\d+)-(\d+)\.parquet$")
+_PART = re.compile(r"/dt=[^/]+/run=([^/]+)/(?:[^/]+=[^/]*/)*part-(\d+)-(\d+)\.parquet$")
 
 CAPABILITIES = Capabilities(name="S3", transactional=False, merge_strategies=("merge", "append", "replace"),
                             foreign_keys=False, state_location="<prefix>/_nw/state.json and <prefix>/_nw/controle_cargas/")
@@ -202,6 +202,9 @@ class S3Destination:
             if spec.name == STATE_DIR or any(c in META_COLUMNS for c in spec.column_names):
                 raise SourceModelError(f"table {spec.name!r} uses a name nwlib's S3 layout reserves ({STATE_DIR}, {', '.join(META_COLUMNS)})",
                                        "rename it in the lake")
+            column = self.settings.partition_columns.get(spec.name)
+            if column and column not in spec.column_names:
+                raise SourceModelError(f"PARTITION_COLUMNS names {spec.name}.{column}, which does not exist", "fix PARTITION_COLUMNS")
             old = {c["name"]: c["type"] for c in tables.get(spec.name, {}).get("columns", [])}
             if not old:
                 continue
@@ -330,6 +333,30 @@ class S3Destination:
             finish()
         return parts, ins, upd
 
+    def _write_partitioned(self, spec: TableSpec, sql: str, params: list, column: str, run_id: str, seq: int,
+                           progress: Progress | None) -> tuple[list[Path], int, int]:
+        """PARTITION_COLUMNS: one folder per value of ``column`` (``<column>=<value>/part-…``) under the run's folder."""
+        from boto3.s3.transfer import TransferConfig
+
+        con = self._duck()
+        local = self._tmp / f"p{seq}-{hashlib.md5(spec.name.encode()).hexdigest()[:12]}"
+        self._call(f"load {spec.name}", lambda: con.execute(f"CREATE OR REPLACE TEMP TABLE nw_out AS {sql}", params))
+        ins, upd, total = con.execute(f"SELECT count(*) FILTER (WHERE {OP} = 'insert'), count(*) FILTER (WHERE {OP} = 'update'), "
+                                      "count(*) FROM nw_out").fetchone()
+        target = str(local).replace("'", "''")   # our own temp folder
+        con.execute(f"COPY nw_out TO '{target}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({ident(column)}), "
+                    "WRITE_PARTITION_COLUMNS true, OVERWRITE_OR_IGNORE true)")
+        con.execute("DROP TABLE nw_out")
+        prefix = self.loc.key(folder(spec.name), f"dt={now():%Y-%m-%d}", f"run={run_id}")
+        cfg = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
+        parts = sorted(local.rglob("*.parquet"))
+        for n, path in enumerate(parts):
+            key = f"{prefix}/{path.parent.relative_to(local).as_posix()}/part-{seq:08d}-{n:04d}.parquet"
+            self._call("upload", lambda path=path, key=key: self.client.upload_file(str(path), self.loc.bucket, key, Config=cfg))
+        if progress and total:
+            progress(spec.name, total)
+        return parts, ins, upd
+
     # --- loading -------------------------------------------------------------------
     def _ledger_key(self, name: str) -> str:
         return self.loc.key(STATE_DIR, LEDGER_TABLE, name)
@@ -374,8 +401,12 @@ class S3Destination:
                                f"FROM nw_in s LEFT JOIN {ktab} k ON {match}")
                     else:
                         sql = f"SELECT s.*, 'insert' AS {OP}, {meta} FROM nw_in s"
-                    out = self._call(f"load {spec.name}", lambda sql=sql: con.execute(sql, [run_id, seq]).to_arrow_reader(self.settings.batch_size))
-                    parts, ins, upd = self._write_parts(spec, out, run_id, seq, progress)
+                    column = self.settings.partition_columns.get(spec.name)
+                    if column:
+                        parts, ins, upd = self._write_partitioned(spec, sql, [run_id, seq], column, run_id, seq, progress)
+                    else:
+                        out = self._call(f"load {spec.name}", lambda sql=sql: con.execute(sql, [run_id, seq]).to_arrow_reader(self.settings.batch_size))
+                        parts, ins, upd = self._write_parts(spec, out, run_id, seq, progress)
                 finally:
                     con.unregister("nw_in")
             if snapshot:
