@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -93,7 +93,7 @@ class Settings:
         found = [self.db_password, self.aws_secret_access_key, self.databricks_token, self.aws_access_key_id]
         if self.database_url:
             pw = urlsplit(self.database_url).password
-            found.append(pw)
+            found += [pw, unquote(pw)] if pw else []  # as written (percent-encoded) and as the server sees it
         return [s for s in found if s]
 
     def redact(self, text: str) -> str:
