@@ -132,7 +132,14 @@ def read_specs(
     full_replace: frozenset[str] = frozenset(),
 ) -> dict[str, TableSpec]:
     """The source model of every user table in the lake."""
-    incremental_columns = incremental_columns or {}
+    try:
+        return _read_specs(con, incremental_columns or {}, append_only, full_replace)
+    except duckdb.IOException as exc:  # the header opened but a block did not: a truncated or damaged file
+        raise LakeError(f"the lake could not be read: {str(exc).splitlines()[0]}",
+                        "the file is truncated or damaged: restore it or run `nw bootstrap`") from None
+
+
+def _read_specs(con, incremental_columns: Mapping[str, str], append_only: frozenset[str], full_replace: frozenset[str]) -> dict[str, TableSpec]:
     tables = user_tables(con)
     known = set(tables)
     declared_pks, declared_fks = _declared(con)
