@@ -22,7 +22,10 @@ Rules (the contract every destination relies on):
   destination has more rows, its keys are compared with the lake's keys and
   the missing ones are deleted (children before parents).  When it has fewer
   (rows inserted with timestamps older than the lookback), the table is
-  re-merged in full, so such rows are not lost.  A soft-delete column is an
+  re-merged in full, so such rows are not lost.  Counts cannot see a late
+  insert and a delete in the same run (they balance): only the lookback or
+  ``--full-refresh`` brings that insert, as it does an update stamped before
+  the watermark (tests/test_property.py pins both).  A soft-delete column is an
   ordinary column: the flag travels as an update.
 * **Append-only** tables (no key) use the incremental value alone, strictly
   greater; **full-replace** tables are sent whole every run.
