@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 import duckdb
 
@@ -94,14 +95,17 @@ def check_table(con: duckdb.DuckDBPyConnection, dest, spec: TableSpec) -> TableC
 
 def _json_recheck(con, missing_sql: str, extra_sql: str, json_cols: list[str]) -> tuple[int, int]:
     """JSON text may differ only in key order/spacing: compare candidates parsed."""
+    def number(text: str) -> Decimal:
+        return Decimal(text).normalize()   # jsonb keeps 1.25e2 as 125 and DuckDB prints 125.0: the same number
+
     def canon(rows, names):
         out = []
         for r in rows:
             row = dict(zip(names, r))
             for c in json_cols:
                 if row[c] is not None:
-                    row[c] = json.dumps(json.loads(row[c]), sort_keys=True)
-            out.append(tuple(sorted(row.items())))
+                    row[c] = json.dumps(json.loads(row[c], parse_float=number, parse_int=number), sort_keys=True, default=str)
+            out.append(tuple(sorted((k, _hashable(v)) for k, v in row.items())))
         return out
 
     a_cur = con.execute(missing_sql)
@@ -111,6 +115,17 @@ def _json_recheck(con, missing_sql: str, extra_sql: str, json_cols: list[str]) -
     from collections import Counter
     ca, cb = Counter(a), Counter(b)
     return sum((ca - cb).values()), sum((cb - ca).values())
+
+
+def _hashable(value):
+    """Rows as Counter keys: lists become tuples, NaN a marker (NaN is not equal to itself)."""
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, float) and value != value:
+        return ("NaN",)
+    return value
 
 
 def verify(settings: Settings, tables: Iterable[str] | None = None, destination=None) -> list[TableCheck]:

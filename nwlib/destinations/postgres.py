@@ -195,7 +195,9 @@ class PostgresDestination:
     def _ensure_bookkeeping(self) -> None:
         s = ident(self.schema)
         cols = ", ".join(f"{ident(n)} {t}" for n, t in LEDGER_COLUMNS.items())
-        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        # IF NOT EXISTS still needs CREATE on the database: a user who was given a schema has not.
+        if not self.conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema]).fetchone():
+            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {qualified(self.schema, LEDGER_TABLE)} (id bigserial PRIMARY KEY, {cols})")
         self.conn.execute(
             f"CREATE TABLE IF NOT EXISTS {qualified(self.schema, STATE_TABLE)} ("
@@ -551,6 +553,11 @@ def _text_expr(col: str, pg: str) -> str:
         return f"encode({col}, 'hex')"
     if pg.endswith("[]") or pg == "jsonb":
         return f"to_json({col})::text"
+    if pg == "interval":
+        # PostgreSQL prints '-10 mons -3 days +04:05:06.789', which DuckDB cannot read: spell out the three parts.
+        return (f"((extract(year FROM {col}) * 12 + extract(month FROM {col}))::text || ' months ' || extract(day FROM {col})::text || ' days ' || "
+                f"(extract(hour FROM {col}) * 3600000000 + extract(minute FROM {col}) * 60000000 + extract(microsecond FROM {col}))::bigint::text "
+                "|| ' microseconds')")
     return f"{col}::text"
 
 
