@@ -180,8 +180,11 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
                     if reports[name].status == "ok":
                         reports[name] = replace(reports[name], status="failed", error=f"foreign keys: {exc}")
         for step in reversed(plan.steps):
-            for name in step.tables:
-                if reports[name].status == "ok" and plan.specs[name].mode == MERGE:
+            names = [n for n in step.tables if reports[n].status == "ok" and plan.specs[n].mode == MERGE]
+            if len(names) > 1 and hasattr(dest, "transaction"):
+                _reconcile_cycle(run, names, reports)
+            else:
+                for name in names:
                     reports[name] = _reconcile(run, plan.specs[name], reports[name])
     finally:
         progress.close()
@@ -285,6 +288,30 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
         error = f"deletes: {exc}" if error == str(exc) else error
         dest.record_failure(run.run_id, spec.name, "merge deletes", error)
         return replace(report, status="failed", error=error, finished_at=now())
+
+
+class _RollBack(Exception):
+    pass
+
+
+def _reconcile_cycle(run: _Run, names: Sequence[str], reports: dict[str, TableReport]) -> None:
+    """Deletes of an FK cycle in one destination transaction: a row and the row that references it
+    back (a department and its manager) can only leave together."""
+    before = {n: reports[n] for n in names}
+    try:
+        with run.dest.transaction():
+            for name in names:
+                reports[name] = _reconcile(run, run.plan.specs[name], reports[name])
+            if any(reports[n].status == "failed" for n in names):
+                raise _RollBack
+    except (NwError, _RollBack) as exc:
+        error = next((reports[n].error for n in names if reports[n].status == "failed"), None) if isinstance(exc, _RollBack) else f"deletes: {exc}"
+        for name in names:
+            run.dest.record_failure(run.run_id, name, "merge deletes", error)
+            reports[name] = replace(before[name], status="failed", error=error, finished_at=now())
+        if run.keys is not None:
+            for name in names:
+                run.keys.forget(run.plan.specs[name])  # it may list deletes that were rolled back
 
 
 def _delete(run: _Run, spec: TableSpec, gone_sql: str) -> int:

@@ -39,9 +39,10 @@ class LoadResult:
 class Destination(Protocol):
     """What the engine, ``nw verify`` and ``nw status`` call.
 
-    Optional: ``ensure_foreign_keys()`` (create the lake's FKs) and
-    ``note_schema_changes(run_id, table, notes)`` (add notes to the ledger);
-    the engine calls them only when present."""
+    Optional: ``ensure_foreign_keys()`` (create the lake's FKs),
+    ``note_schema_changes(run_id, table, notes)`` (add notes to the ledger) and
+    ``transaction()`` (a context manager making the calls inside it one
+    transaction: the deletes of an FK cycle); the engine calls them only when present."""
 
     capabilities: Capabilities
 

@@ -504,6 +504,20 @@ class PostgresDestination:
                 return n
         return self._run(f"delete from {spec.name}", go)
 
+    @contextlib.contextmanager
+    def transaction(self):
+        """One transaction around several calls (the deletes of an FK cycle); theirs become savepoints."""
+        psycopg = _psycopg()
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
+                yield
+        except psycopg.Error as exc:
+            err = classify(exc, self.settings, "commit")
+            if err.transient:
+                self.reset()
+            raise err from None
+
     def set_row_count(self, table: str, n: int) -> None:
         self._run("state", lambda: self.conn.execute(
             f"UPDATE {qualified(self.schema, STATE_TABLE)} SET linhas = %s WHERE tabela_nome = %s", [n, table]))

@@ -1,0 +1,320 @@
+"""Exact CDC against a real PostgreSQL: cursor ties, late rows, updates, deletes, keys, modes, cycles, selection.
+
+Every test ends with ``verify`` equal unless it documents a case the cursor
+cannot see on its own (then it shows that ``verify`` reports it and that
+``CDC_LOOKBACK_SECONDS`` fixes it).
+"""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from nwlib.engine import sync
+from nwlib.errors import SourceModelError
+from nwlib.verify import verify
+
+T0 = "TIMESTAMP '2024-05-01 10:00:00'"
+
+
+def lake(settings, *statements):
+    con = duckdb.connect(str(settings.duckdb_path))
+    try:
+        for s in statements:
+            con.execute(s)
+    finally:
+        con.close()
+
+
+def run(settings, **kw):
+    report = sync(settings, show_progress=False, **kw)
+    assert report.ok, report.failed
+    return {t.table: t for t in report.tables}
+
+
+def counts(r):
+    return (r.inserted, r.updated, r.deleted)
+
+
+def equal(settings) -> bool:
+    return all(c.ok for c in verify(settings))
+
+
+def dest(pg, settings, table, order="1"):
+    return pg.execute(f'SELECT * FROM "{settings.db_schema}"."{table}" ORDER BY {order}').fetchall()
+
+
+def simple_table(settings, n=5, ts=T0):
+    lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR, updated_at TIMESTAMP)",
+         f"INSERT INTO t SELECT i, 'v' || i, {ts} FROM range(1, {n + 1}) r(i)")
+
+
+# --- the cursor -----------------------------------------------------------------------------
+
+def test_rows_sharing_the_watermark_timestamp_with_a_larger_key_are_caught(settings):
+    simple_table(settings)                                  # five rows, one shared timestamp
+    first = run(settings)["t"]
+    assert first.inserted == 5 and first.watermark_after.value == "2024-05-01 10:00:00" and first.watermark_after.key == ("5",)
+    lake(settings, f"INSERT INTO t VALUES (6, 'same instant, later key', {T0})")
+    assert counts(run(settings)["t"]) == (1, 0, 0)           # after the cursor (T0, 5): read once
+    assert counts(run(settings)["t"]) == (0, 0, 0)           # and not again
+    assert equal(settings)
+
+
+def test_smaller_key_at_the_watermark_needs_the_lookback(make_settings):
+    """Documented limit: a row written later with the watermark's timestamp and a smaller key is
+    before the cursor.  Alone it is caught by the row-count check (the table is re-merged); when a
+    delete hides the count change, only CDC_LOOKBACK_SECONDS finds it — and `nw verify` says so."""
+    settings = make_settings()
+    simple_table(settings)
+    run(settings)
+    lake(settings, f"INSERT INTO t VALUES (0, 'same instant, smaller key', {T0})")
+    assert counts(run(settings)["t"]) == (1, 0, 0)           # count check: lake 6 > destination 5 → re-merge
+    lake(settings, f"INSERT INTO t VALUES (-1, 'hidden', {T0})", "DELETE FROM t WHERE id = 3")
+    assert counts(run(settings)["t"]) == (0, 0, 0)           # counts equal: the cursor alone cannot see either change
+    checks = verify(settings)
+    assert (checks[0].missing, checks[0].extra) == (1, 1)     # … but verify does
+    looked_back = make_settings(CDC_LOOKBACK_SECONDS=1)
+    assert counts(run(looked_back)["t"]) == (1, 0, 1)
+    assert equal(looked_back)
+
+
+def test_late_rows_with_older_timestamps_are_caught_by_the_lookback(make_settings, pg):
+    settings = make_settings(CDC_LOOKBACK_SECONDS=3600)
+    simple_table(settings, 20, f"{T0} + to_seconds(i * 60)")  # one row a minute
+    run(settings)
+    # written late: an update and an insert stamped 30 minutes before the watermark, a delete hiding the count
+    lake(settings, f"UPDATE t SET v = 'late update', updated_at = {T0} WHERE id = 4",
+         f"INSERT INTO t VALUES (100, 'late insert', {T0})", "DELETE FROM t WHERE id = 1")
+    assert counts(run(settings)["t"]) == (1, 1, 1)           # the 60 re-read rows are identical: 0 updates for them
+    assert equal(settings)
+    assert counts(run(settings)["t"]) == (0, 0, 0)
+    without = make_settings(CDC_LOOKBACK_SECONDS=0)
+    lake(settings, f"UPDATE t SET v = 'too late', updated_at = {T0} WHERE id = 5")
+    assert counts(run(without)["t"]) == (0, 0, 0)            # without the lookback it is not seen
+    assert not equal(without)
+    assert counts(run(settings)["t"]) == (0, 1, 0)
+
+
+def test_updates_are_applied_with_exact_counts(settings, pg):
+    simple_table(settings, 10)
+    run(settings)
+    lake(settings, f"UPDATE t SET v = v || '!', updated_at = {T0} + INTERVAL 1 HOUR WHERE id IN (2, 4, 6)",
+         f"UPDATE t SET updated_at = {T0} + INTERVAL 2 HOUR WHERE id = 8",           # only the stamp moves: still a change
+         f"INSERT INTO t VALUES (11, 'new', {T0} + INTERVAL 1 HOUR)")
+    assert counts(run(settings)["t"]) == (1, 4, 0)
+    assert [r[1] for r in dest(pg, settings, "t")[:4]] == ["v1", "v2!", "v3", "v4!"]
+    assert counts(run(settings, full_refresh=True)["t"]) == (0, 0, 0)   # re-sending identical rows writes nothing
+    assert equal(settings)
+
+
+def test_null_cursor_values_sync_and_their_updates_arrive(settings):
+    lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR, updated_at TIMESTAMP)",
+         f"INSERT INTO t VALUES (1, 'a', {T0}), (2, 'b', NULL)")
+    assert counts(run(settings)["t"]) == (2, 0, 0)
+    lake(settings, "UPDATE t SET v = 'B' WHERE id = 2", "INSERT INTO t VALUES (3, 'c', NULL)")
+    assert counts(run(settings)["t"]) == (1, 1, 0)
+    assert equal(settings)
+
+
+def test_a_future_timestamp_does_not_hide_later_rows(settings):
+    lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR, updated_at TIMESTAMPTZ)",
+         "INSERT INTO t VALUES (1, 'now', TIMESTAMPTZ '2024-01-01 00:00:00+00'), (2, 'future', TIMESTAMPTZ '9999-12-31 00:00:00+00')")
+    first = run(settings)["t"]
+    assert first.watermark_after.value.startswith("2024-01-01")  # capped at the run's time
+    lake(settings, "INSERT INTO t VALUES (3, 'later', TIMESTAMPTZ '2024-02-01 00:00:00+00')",
+         "UPDATE t SET v = 'changed', updated_at = TIMESTAMPTZ '2024-02-02 00:00:00+00' WHERE id = 1")
+    assert counts(run(settings)["t"]) == (1, 1, 0)
+    assert equal(settings)
+
+
+def test_integer_cursor_version_column(make_settings):
+    settings = make_settings(INCREMENTAL_COLUMNS="t=versao")
+    lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR, versao BIGINT)",
+         "INSERT INTO t SELECT i, 'x', 1 FROM range(1, 6) r(i)")
+    assert run(settings)["t"].watermark_after.value == "1"
+    lake(settings, "UPDATE t SET v = 'y', versao = 2 WHERE id = 5", "INSERT INTO t VALUES (6, 'z', 1)")
+    assert counts(run(settings)["t"]) == (1, 1, 0)           # (1, 6) is after the cursor (1, 5)
+    assert equal(settings)
+
+
+# --- deletes, keys and foreign keys ------------------------------------------------------------
+
+FAMILY = [
+    "CREATE TABLE pais (id INTEGER PRIMARY KEY, nome VARCHAR, updated_at TIMESTAMP)",
+    "CREATE TABLE filho (id INTEGER PRIMARY KEY, pai INTEGER REFERENCES pais (id), nome VARCHAR, updated_at TIMESTAMP)",
+    "CREATE TABLE neto (id INTEGER PRIMARY KEY, filho INTEGER REFERENCES filho (id), updated_at TIMESTAMP)",
+    f"INSERT INTO pais SELECT i, 'p' || i, {T0} FROM range(1, 11) r(i)",
+    f"INSERT INTO filho SELECT i, 1 + i % 10, 'f' || i, {T0} FROM range(1, 31) r(i)",
+    f"INSERT INTO neto SELECT i, 1 + i % 30, {T0} FROM range(1, 61) r(i)",
+]
+
+
+def fk_constraints(pg, settings):
+    return pg.execute(
+        "SELECT cl.relname, con.condeferrable, array_length(con.conkey, 1) FROM pg_constraint con "
+        "JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_namespace n ON n.oid = cl.relnamespace "
+        "WHERE con.contype = 'f' AND n.nspname = %s ORDER BY 1", [settings.db_schema]).fetchall()
+
+
+def test_deletes_are_reconciled_children_first_with_the_fks_in_place(settings, pg):
+    lake(settings, *FAMILY)
+    r = run(settings)
+    assert list(r) == ["pais", "filho", "neto"]
+    assert fk_constraints(pg, settings) == [("filho", True, 1), ("neto", True, 1)]
+    # delete parent 3 with its whole subtree (children first in the lake too), and a few leaves
+    lake(settings, "DELETE FROM neto WHERE filho IN (SELECT id FROM filho WHERE pai = 3) OR id IN (1, 2)",
+         "DELETE FROM filho WHERE pai = 3", "DELETE FROM pais WHERE id = 3")
+    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    expected = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("pais", "filho", "neto")}
+    con.close()
+    r = run(settings)
+    assert (r["pais"].deleted, r["filho"].deleted, r["neto"].deleted) == (1, 30 - expected["filho"], 60 - expected["neto"])
+    assert r["neto"].deleted > 2
+    for t, n in expected.items():
+        assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".{t}').fetchone()[0] == n
+    # children were deleted before their parents: each delete committed in its own transaction, in that order
+    ends = dict(pg.execute(f'SELECT tabela_nome, finalizado_em FROM "{settings.db_schema}".controle_cargas '
+                           "WHERE run_id = (SELECT run_id FROM " f'"{settings.db_schema}".controle_cargas ORDER BY id DESC LIMIT 1)').fetchall())
+    assert ends["neto"] < ends["filho"] < ends["pais"]
+    assert fk_constraints(pg, settings) == [("filho", True, 1), ("neto", True, 1)]
+    assert equal(settings)
+
+
+def test_composite_primary_and_foreign_keys(settings, pg):
+    lake(settings,
+         "CREATE TABLE lojas (pais VARCHAR, codigo INTEGER, nome VARCHAR, updated_at TIMESTAMP, PRIMARY KEY (pais, codigo))",
+         "CREATE TABLE vendas (pais VARCHAR, loja INTEGER, n INTEGER, valor DECIMAL(10,2), updated_at TIMESTAMP, PRIMARY KEY (pais, loja, n))",
+         "CREATE TABLE fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR)",
+         "INSERT INTO fk_metadata VALUES ('vendas', 'pais', 'lojas', 'pais'), ('vendas', 'loja', 'lojas', 'codigo')",
+         f"INSERT INTO lojas SELECT p, c, p || c, {T0} FROM (VALUES ('BR'), ('PT')) a(p), range(1, 4) b(c)",
+         f"INSERT INTO vendas SELECT p, c, n, n * 1.5, {T0} FROM (VALUES ('BR'), ('PT')) a(p), range(1, 4) b(c), range(1, 5) d(n)")
+    r = run(settings)
+    assert (r["lojas"].inserted, r["vendas"].inserted) == (6, 24)
+    assert fk_constraints(pg, settings) == [("vendas", True, 2)]
+    lake(settings, f"UPDATE vendas SET valor = 0, updated_at = {T0} + INTERVAL 1 DAY WHERE pais = 'PT' AND loja = 2",
+         f"INSERT INTO vendas VALUES ('BR', 1, 99, 1, {T0} + INTERVAL 1 DAY)",
+         "DELETE FROM vendas WHERE pais = 'BR' AND loja = 3", "DELETE FROM lojas WHERE pais = 'BR' AND codigo = 3")
+    r = run(settings)
+    assert counts(r["vendas"]) == (1, 4, 4) and counts(r["lojas"]) == (0, 0, 1)
+    assert equal(settings)
+
+
+# --- load modes ---------------------------------------------------------------------------------
+
+def test_full_refresh_repairs_a_destination_edited_by_hand(settings, pg):
+    simple_table(settings)
+    run(settings)
+    pg.execute(f"UPDATE \"{settings.db_schema}\".t SET v = 'edited' WHERE id = 2")
+    assert counts(run(settings)["t"]) == (0, 0, 0)           # nothing changed in the lake
+    assert not equal(settings)
+    r = run(settings, full_refresh=True)["t"]
+    assert counts(r) == (0, 1, 0) and r.mode == "merge full"
+    assert equal(settings)
+
+
+def test_append_only_and_full_replace_tables(make_settings, pg):
+    settings = make_settings(APPEND_ONLY_TABLES="eventos", FULL_REPLACE_TABLES="cotacoes")
+    lake(settings, "CREATE TABLE eventos (quando TIMESTAMP, tipo VARCHAR, updated_at TIMESTAMP)",
+         "CREATE TABLE cotacoes (moeda VARCHAR, valor DOUBLE)",
+         f"INSERT INTO eventos SELECT {T0}, 'e' || i, {T0} + to_seconds(i) FROM range(10) r(i)",
+         "INSERT INTO cotacoes VALUES ('USD', 5.1), ('EUR', 5.5)")
+    r = run(settings)
+    assert (r["eventos"].mode, r["cotacoes"].mode) == ("append full", "replace full")
+    assert counts(r["eventos"]) == (10, 0, 0) and counts(r["cotacoes"]) == (2, 0, 0)
+    lake(settings, f"INSERT INTO eventos SELECT {T0}, 'new' || i, {T0} + INTERVAL 1 HOUR + to_seconds(i) FROM range(3) r(i)",
+         "DELETE FROM cotacoes WHERE moeda = 'EUR'", "UPDATE cotacoes SET valor = 5.2", "INSERT INTO cotacoes VALUES ('GBP', 6.4)")
+    r = run(settings)
+    assert counts(r["eventos"]) == (3, 0, 0)                  # only rows past the watermark are appended
+    assert counts(r["cotacoes"]) == (2, 0, 0)                 # the whole table replaced
+    assert sorted(dest(pg, settings, "cotacoes")) == [("GBP", 6.4), ("USD", 5.2)]
+    assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".eventos').fetchone()[0] == 13
+    assert counts(run(settings)["eventos"]) == (0, 0, 0)
+    assert equal(settings)
+
+
+# --- self-reference and cycles ------------------------------------------------------------------
+
+def test_self_referencing_table_loads_and_updates(settings, pg):
+    lake(settings,
+         "CREATE TABLE employees (id INTEGER PRIMARY KEY, nome VARCHAR, reports_to INTEGER, updated_at TIMESTAMP)",
+         "CREATE TABLE fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR)",
+         "INSERT INTO fk_metadata VALUES ('employees', 'reports_to', 'employees', 'id')",
+         # managers have larger ids than their reports, so a row-by-row load in key order would break the FK
+         f"INSERT INTO employees SELECT i, 'e' || i, CASE WHEN i < 50 THEN i + 1 + i % 3 END, {T0} FROM range(1, 51) r(i)",
+         "UPDATE employees SET reports_to = 50 WHERE reports_to > 50")
+    r = run(settings)["employees"]
+    assert r.inserted == 50
+    assert fk_constraints(pg, settings) == [("employees", True, 1)]
+    # a new boss above the old one, a re-org, and a manager leaving (their reports move first)
+    lake(settings, f"INSERT INTO employees VALUES (100, 'new ceo', NULL, {T0} + INTERVAL 1 DAY)",
+         f"UPDATE employees SET reports_to = 100, updated_at = {T0} + INTERVAL 1 DAY WHERE id = 50",
+         f"UPDATE employees SET reports_to = 100, updated_at = {T0} + INTERVAL 1 DAY WHERE reports_to = 10",
+         "DELETE FROM employees WHERE id = 10")
+    r = run(settings)["employees"]
+    assert r.inserted == 1 and r.deleted == 1 and r.updated >= 2
+    assert pg.execute(f'SELECT reports_to FROM "{settings.db_schema}".employees WHERE id = 50').fetchone() == (100,)
+    assert equal(settings)
+
+
+def test_two_table_cycle_loads_in_one_step_and_updates(settings, pg):
+    lake(settings,
+         "CREATE TABLE departamentos (id INTEGER PRIMARY KEY, nome VARCHAR, gerente INTEGER, updated_at TIMESTAMP)",
+         "CREATE TABLE funcionarios (id INTEGER PRIMARY KEY, nome VARCHAR, departamento INTEGER, updated_at TIMESTAMP)",
+         "CREATE TABLE fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR)",
+         "INSERT INTO fk_metadata VALUES ('departamentos', 'gerente', 'funcionarios', 'id'), ('funcionarios', 'departamento', 'departamentos', 'id')",
+         f"INSERT INTO departamentos SELECT i, 'd' || i, i * 10, {T0} FROM range(1, 6) r(i)",
+         f"INSERT INTO funcionarios SELECT i, 'f' || i, 1 + i % 5, {T0} FROM range(1, 51) r(i)")
+    plan = sync(settings, dry_run=True, show_progress=False)
+    assert [t.table for t in plan.tables] == ["departamentos", "funcionarios"]
+    r = run(settings)
+    assert (r["departamentos"].inserted, r["funcionarios"].inserted) == (5, 50)
+    assert fk_constraints(pg, settings) == [("departamentos", True, 1), ("funcionarios", True, 1)]
+    # one run id, one transaction: both ledger rows committed together
+    ledger = pg.execute(f'SELECT tabela_nome, ultima_carga FROM "{settings.db_schema}".controle_cargas ORDER BY id').fetchall()
+    assert len(ledger) == 2 and ledger[0][1] == ledger[1][1]
+    # a new department managed by a new employee who works in it (each row needs the other)
+    lake(settings, f"INSERT INTO funcionarios VALUES (51, 'f51', 6, {T0} + INTERVAL 1 DAY)",
+         f"INSERT INTO departamentos VALUES (6, 'd6', 51, {T0} + INTERVAL 1 DAY)",
+         f"UPDATE departamentos SET gerente = 1, updated_at = {T0} + INTERVAL 1 DAY WHERE id = 1",
+         "DELETE FROM funcionarios WHERE id = 49")
+    r = run(settings)
+    assert counts(r["funcionarios"]) == (1, 0, 1) and counts(r["departamentos"]) == (1, 1, 0)
+    assert equal(settings)
+    # the department and its manager leave together: neither delete can commit without the other
+    lake(settings, "DELETE FROM departamentos WHERE id = 6", "DELETE FROM funcionarios WHERE id = 51")
+    r = run(settings)
+    assert counts(r["funcionarios"]) == (0, 0, 1) and counts(r["departamentos"]) == (0, 0, 1)
+    assert equal(settings)
+
+
+# --- dry run and table selection ---------------------------------------------------------------
+
+def test_dry_run_shows_the_order_and_changes_nothing(settings, pg):
+    lake(settings, *FAMILY)
+    plan = sync(settings, dry_run=True, show_progress=False)
+    assert plan.dry_run and [t.table for t in plan.tables] == ["pais", "filho", "neto"]
+    assert [t.inserted for t in plan.tables] == [10, 30, 60]       # rows it would send
+    assert [t.mode for t in plan.tables] == ["merge full"] * 3
+    tables = {r[0] for r in pg.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                                       [settings.db_schema]).fetchall()}
+    assert not tables & {"pais", "filho", "neto"}
+    run(settings)
+    lake(settings, f"UPDATE neto SET updated_at = {T0} + INTERVAL 1 DAY WHERE id <= 7")
+    before = pg.execute(f'SELECT count(*), max(id) FROM "{settings.db_schema}".controle_cargas').fetchone()
+    plan = sync(settings, dry_run=True, show_progress=False)
+    assert [(t.table, t.inserted, t.mode) for t in plan.tables] == [
+        ("pais", 0, "merge incremental"), ("filho", 0, "merge incremental"), ("neto", 7, "merge incremental")]
+    assert pg.execute(f'SELECT count(*), max(id) FROM "{settings.db_schema}".controle_cargas').fetchone() == before
+    assert counts(run(settings)["neto"]) == (0, 7, 0)          # the dry run moved no watermark
+
+
+def test_tables_option_syncs_only_those(settings, pg):
+    lake(settings, *FAMILY, "CREATE TABLE outra (id INTEGER PRIMARY KEY)", "INSERT INTO outra VALUES (1)")
+    r = run(settings, tables=["filho", "pais"])
+    assert list(r) == ["pais", "filho"]
+    names = {x[0] for x in pg.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                                      [settings.db_schema]).fetchall()}
+    assert {"pais", "filho"} <= names and not names & {"neto", "outra"}
+    assert all(c.ok for c in verify(settings, tables=["pais", "filho"]))
+    with pytest.raises(SourceModelError, match="nope"):
+        sync(settings, tables=["pais", "nope"], show_progress=False)
