@@ -29,7 +29,9 @@ def _settings(args):
 
 def _console():
     from rich.console import Console
-    return Console(stderr=False, highlight=False)
+    # Piped into a file or a scheduler's log, rich would squeeze tables into 80 columns and cut table names.
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 220
+    return Console(stderr=False, highlight=False, width=wide)
 
 
 def _fmt_wm(wm) -> str:
