@@ -49,3 +49,21 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert len(errors) == 1, proc.stderr
     assert "unexpected error" not in proc.stderr, proc.stderr
     return errors[0]
+
+
+def object_store_env(kind: str, request, tmp_path) -> dict[str, str]:
+    env = {"DESTINATION_TYPE": kind, "DUCKDB_PATH": str(tmp_path / "lake.duckdb"), "DESTINATION_PATH": str(tmp_path),
+           "MAX_RETRIES": "2", "RETRY_BASE_SECONDS": "0.05"}
+    if kind == "DELTA":
+        env["DELTA_URI"] = str(tmp_path / "delta")
+    else:
+        env.update(S3_BUCKET_NAME=request.getfixturevalue("s3_bucket"), AWS_ENDPOINT_URL=request.getfixturevalue("moto_server"),
+                   AWS_ACCESS_KEY_ID="testing-key", AWS_SECRET_ACCESS_KEY="testing-secret", AWS_REGION="us-east-1")
+    return env
+
+
+def child_env_for(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any destination setting, plus ``env``."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL", "DESTINATION_", "DUCKDB_", "S3_", "DELTA_"))}
+    out.update(env)
+    return out
