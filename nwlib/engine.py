@@ -201,6 +201,8 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
         for t in tables:
             reports[t] = TableReport(t, plan.specs[t].mode, "skipped", started_at=started, finished_at=now(),
                                      error=f"skipped: parent table {blocked[0]} did not load")
+            if hasattr(dest, "record_skipped"):
+                dest.record_skipped(run.run_id, t, plan.specs[t].mode, reports[t].error)
         return
     step_changes = [changes[t] for t in tables]
     for t in tables:

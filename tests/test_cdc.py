@@ -269,9 +269,9 @@ def test_two_table_cycle_loads_in_one_step_and_updates(settings, pg):
     r = run(settings)
     assert (r["departamentos"].inserted, r["funcionarios"].inserted) == (5, 50)
     assert fk_constraints(pg, settings) == [("departamentos", True, 1), ("funcionarios", True, 1)]
-    # one run id, one transaction: both ledger rows committed together
-    ledger = pg.execute(f'SELECT tabela_nome, ultima_carga FROM "{settings.db_schema}".controle_cargas ORDER BY id').fetchall()
-    assert len(ledger) == 2 and ledger[0][1] == ledger[1][1]
+    # one transaction: both tables' states were written by the same transaction id
+    state = pg.execute(f'SELECT tabela_nome, xmin::text FROM "{settings.db_schema}".nw_estado ORDER BY 1').fetchall()
+    assert len(state) == 2 and state[0][1] == state[1][1]
     # a new department managed by a new employee who works in it (each row needs the other)
     lake(settings, f"INSERT INTO funcionarios VALUES (51, 'f51', 6, {T0} + INTERVAL 1 DAY)",
          f"INSERT INTO departamentos VALUES (6, 'd6', 51, {T0} + INTERVAL 1 DAY)",

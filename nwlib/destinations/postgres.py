@@ -427,7 +427,7 @@ class PostgresDestination:
         self.conn.execute(
             f"INSERT INTO {qualified(self.schema, LEDGER_TABLE)} (run_id, tabela_nome, modo, status, linhas_inseridas, "
             "linhas_atualizadas, linhas_carregadas, watermark_antes, watermark_depois, iniciado_em, finalizado_em, ultima_carga) "
-            "VALUES (%s, %s, %s, 'ok', %s, %s, %s, %s, %s, %s, now(), now())",
+            "VALUES (%s, %s, %s, 'ok', %s, %s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp())",  # now() is the transaction's start
             [run_id, cs.spec.name, mode, ins, upd, ins + upd, json.dumps(cs.watermark_before.to_json()),
              json.dumps(cs.watermark_after.to_json()), started],
         )
@@ -494,7 +494,7 @@ class PostgresDestination:
                 n = self.conn.execute(f"DELETE FROM {target} AS t USING {stage} AS s WHERE {match}").rowcount
                 self.conn.execute(f"UPDATE {qualified(self.schema, STATE_TABLE)} SET linhas = linhas - %s, atualizado_em = now() WHERE tabela_nome = %s", [n, spec.name])
                 updated = self.conn.execute(
-                    f"UPDATE {qualified(self.schema, LEDGER_TABLE)} SET linhas_excluidas = linhas_excluidas + %s, finalizado_em = now() "
+                    f"UPDATE {qualified(self.schema, LEDGER_TABLE)} SET linhas_excluidas = linhas_excluidas + %s, finalizado_em = clock_timestamp() "
                     "WHERE id = (SELECT max(id) FROM " + qualified(self.schema, LEDGER_TABLE) + " WHERE run_id = %s AND tabela_nome = %s)",
                     [n, run_id, spec.name]).rowcount
                 if not updated:
@@ -523,12 +523,16 @@ class PostgresDestination:
             f"UPDATE {qualified(self.schema, STATE_TABLE)} SET linhas = %s WHERE tabela_nome = %s", [n, table]))
 
     # --- ledger ------------------------------------------------------------------
-    def record_failure(self, run_id: str, table: str, mode: str, error: str, started=None) -> None:
+    def record_failure(self, run_id: str, table: str, mode: str, error: str, started=None, status: str = "failed") -> None:
         with contextlib.suppress(Exception):
             self._ensure_bookkeeping()
             self.conn.execute(
                 f"INSERT INTO {qualified(self.schema, LEDGER_TABLE)} (run_id, tabela_nome, modo, status, erro, iniciado_em, finalizado_em) "
-                "VALUES (%s, %s, %s, 'failed', %s, %s, now())", [run_id, table, mode, self.settings.redact(error), started or now()])
+                "VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())", [run_id, table, mode, status, self.settings.redact(error), started or now()])
+
+    def record_skipped(self, run_id: str, table: str, mode: str, reason: str) -> None:
+        """A ledger row for a table the run did not load because a parent failed (best effort)."""
+        self.record_failure(run_id, table, mode, reason, status="skipped")
 
     def history(self, limit: int = 200) -> list[dict]:
         def go():
