@@ -1,0 +1,142 @@
+"""The engine under real faults: `nw sync` killed with SIGKILL at three moments, and a dropped connection retried.
+
+(The wider fault matrix — proxy cuts, server restarts, concurrency — is in test_reliability_*.)
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import duckdb
+import psycopg
+import pytest
+from clirun import env_for, start_nw
+
+from nwlib.bootstrap import PRIMARY_KEYS, bootstrap, mutate
+from nwlib.destinations.postgres import PostgresDestination
+from nwlib.engine import sync
+from nwlib.verify import verify
+
+
+def ok_rows(pg_url, schema) -> int:
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        try:
+            return c.execute(f"SELECT count(*) FROM \"{schema}\".controle_cargas WHERE status = 'ok'").fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            return 0
+
+
+def assert_exact(settings, pg):
+    """verify equal, and no table holds a key twice or more rows than the lake."""
+    checks = verify(settings)
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        for table, key in PRIMARY_KEYS.items():
+            lake_n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            n, distinct = pg.execute(f'SELECT count(*), count(DISTINCT {key}) FROM "{settings.db_schema}".{table}').fetchone()
+            assert n == distinct == lake_n, table
+    finally:
+        con.close()
+
+
+def kill(child, after_seconds=None, when=None, timeout=120) -> int:
+    deadline = time.monotonic() + timeout
+    if after_seconds is not None:
+        time.sleep(after_seconds)
+    else:
+        while child.poll() is None and not when() and time.monotonic() < deadline:
+            time.sleep(0.005)
+    if child.poll() is None:
+        child.send_signal(signal.SIGKILL)
+    child.wait(timeout)
+    return child.returncode
+
+
+@pytest.mark.slow
+def test_sigkill_at_three_moments_then_rerun_is_exact(make_settings, pg_url, pg):
+    settings = make_settings(MAX_RETRIES=3)
+    bootstrap(settings.duckdb_path, scale=3, seed=5)
+    env = env_for(settings)
+    outcomes = []
+
+    # 1. early: the child is still starting up or taking the lock
+    outcomes.append(kill(start_nw(env, "sync", "--no-progress"), after_seconds=0.3))
+    assert sync(settings, show_progress=False).ok
+    assert_exact(settings, pg)
+
+    # 2. mid-run: a full refresh, killed right after its first table committed
+    mutate(settings.duckdb_path, 0.05, seed=6)
+    before = ok_rows(pg_url, settings.db_schema)
+    rc = kill(start_nw(env, "sync", "--no-progress", "--full-refresh"), when=lambda: ok_rows(pg_url, settings.db_schema) > before)
+    assert rc == -signal.SIGKILL                          # it really died with three tables to go
+    outcomes.append(rc)
+    assert ok_rows(pg_url, settings.db_schema) - before < 4
+    rerun = sync(settings, show_progress=False)
+    assert rerun.ok
+    assert_exact(settings, pg)
+
+    # 3. later: an incremental run killed 0.8 s in
+    mutate(settings.duckdb_path, 0.05, seed=7)
+    outcomes.append(kill(start_nw(env, "sync", "--no-progress"), after_seconds=0.8))
+    assert sync(settings, show_progress=False).ok
+    assert_exact(settings, pg)
+    # a further run finds nothing left to do
+    assert sum(t.moved for t in sync(settings, show_progress=False).tables) == 0
+    assert outcomes.count(-signal.SIGKILL) >= 2, outcomes
+
+
+class TerminatedBetweenSteps(PostgresDestination):
+    """The real destination; before loading ``victim`` its server session is terminated from another connection."""
+
+    def __init__(self, settings, pg, victim):
+        super().__init__(settings)
+        self.pg, self.victim = pg, victim
+        self.attempts: list[str] = []
+        self.terminated = 0
+
+    def load(self, changes, read, run_id, progress):
+        names = [c.spec.name for c in changes]
+        self.attempts.append(",".join(names))
+        if self.victim in names and not self.terminated:
+            pid = self.conn.info.backend_pid
+            assert self.pg.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+            self.terminated += 1
+        return super().load(changes, read, run_id, progress)
+
+
+def test_dropped_connection_between_steps_is_retried_and_the_run_finishes(make_settings, pg):
+    settings = make_settings(MAX_RETRIES=3, RETRY_BASE_SECONDS=0.01)
+    bootstrap(settings.duckdb_path, scale=0.2, seed=8)
+    dest = TerminatedBetweenSteps(settings, pg, victim="pedidos")
+    try:
+        report = sync(settings, show_progress=False, destination=dest)
+    finally:
+        dest.close()
+    assert report.ok, report.failed
+    assert dest.terminated == 1
+    assert dest.attempts.count("pedidos") == 2            # the killed attempt, then the retry
+    by = {t.table: t for t in report.tables}
+    assert by["pedidos"].inserted == 2000
+    # the failed attempt left nothing: one ok ledger row per table, counts exact
+    rows = pg.execute(f'SELECT tabela_nome, status, linhas_inseridas FROM "{settings.db_schema}".controle_cargas '
+                      "WHERE run_id = %s ORDER BY id", [report.run_id]).fetchall()
+    assert rows == [("clientes", "ok", 200), ("pedidos", "ok", 2000), ("itens_pedido", "ok", 6000), ("pagamentos", "ok", 2000)]
+    assert_exact(settings, pg)
+
+
+def test_permanent_failure_is_not_retried(make_settings, pg):
+    settings = make_settings(MAX_RETRIES=3, RETRY_BASE_SECONDS=0.01)
+    bootstrap(settings.duckdb_path, scale=0.05, seed=9)
+    assert sync(settings, show_progress=False).ok
+    pg.execute(f'ALTER TABLE "{settings.db_schema}".clientes ADD CONSTRAINT no_change CHECK (nome = \'never\') NOT VALID')
+    mutate(settings.duckdb_path, 0.2, seed=10)
+    dest = TerminatedBetweenSteps(settings, pg, victim="none")
+    try:
+        report = sync(settings, show_progress=False, destination=dest)
+    finally:
+        dest.close()
+    assert dest.attempts.count("clientes") == 1           # a check violation is not a transient fault
+    by = {t.table: t for t in report.tables}
+    assert by["clientes"].status == "failed" and "no_change" in by["clientes"].error
+    assert {by[t].status for t in ("pedidos", "itens_pedido", "pagamentos")} == {"skipped"}
