@@ -207,12 +207,14 @@ class PostgresDestination:
 
     def states(self, tables: Sequence[str]) -> dict[str, TableState]:
         def go():
-            self._ensure_bookkeeping()
+            out = {t: TableState() for t in tables}
+            # Reading creates nothing (a dry run or `nw status` on a fresh destination changes nothing).
+            if self.conn.execute("SELECT to_regclass(%s)", [qualified(self.schema, STATE_TABLE)]).fetchone()[0] is None:
+                return out
             rows = self.conn.execute(
                 f"SELECT tabela_nome, watermark, linhas, colunas FROM {qualified(self.schema, STATE_TABLE)} WHERE tabela_nome = ANY(%s)",
                 [list(tables)],
             ).fetchall()
-            out = {t: TableState() for t in tables}
             for name, wm, n, cols in rows:
                 out[name] = TableState(Watermark.from_json(wm), int(n), tuple(Column(c["name"], c["type"]) for c in (cols or [])), True)
             return out
