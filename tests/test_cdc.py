@@ -319,3 +319,28 @@ def test_tables_option_syncs_only_those(settings, pg):
     assert all(c.ok for c in verify(settings, tables=["pais", "filho"]))
     with pytest.raises(SourceModelError, match="nope"):
         sync(settings, tables=["pais", "nope"], show_progress=False)
+
+
+@pytest.mark.parametrize("cursor_type, t0, later", [
+    ("TIMESTAMPTZ", "TIMESTAMPTZ '2024-05-01 10:00:00-03'", "TIMESTAMPTZ '2024-05-01 13:00:00+00' + INTERVAL 1 SECOND"),
+    ("DATE", "DATE '2024-05-01'", "DATE '2024-05-02'"),
+    ("TIMESTAMP_MS", "TIMESTAMP_MS '2024-05-01 10:00:00.123'", "TIMESTAMP_MS '2024-05-01 10:00:00.124'"),
+])
+@pytest.mark.parametrize("key_type, keys", [("VARCHAR", ("b", "c,'\"d", "a")), ("UUID", (
+    "'00000000-0000-0000-0000-00000000000b'", "'00000000-0000-0000-0000-00000000000c'", "'00000000-0000-0000-0000-00000000000a'"))])
+def test_cursor_ties_and_lookback_for_other_cursor_and_key_types(make_settings, cursor_type, t0, later, key_type, keys):
+    settings = make_settings()
+    quote = (lambda k: "'" + k.replace("'", "''") + "'") if key_type == "VARCHAR" else (lambda k: k)
+    first, bigger, smaller = (quote(k) for k in keys)
+    lake(settings, f"CREATE TABLE t (k {key_type} PRIMARY KEY, v INTEGER, updated_at {cursor_type})",
+         f"INSERT INTO t VALUES ({first}, 1, {t0})")
+    run(settings)
+    lake(settings, f"INSERT INTO t VALUES ({bigger}, 2, {t0})")            # same instant, larger key: after the cursor
+    assert counts(run(settings)["t"]) == (1, 0, 0)
+    lake(settings, f"UPDATE t SET v = 9 WHERE k = {first}")                # a late update at the cursor's instant, smaller key
+    assert counts(run(settings)["t"]) == (0, 0, 0) and not equal(settings)
+    looked_back = make_settings(CDC_LOOKBACK_SECONDS=1)
+    assert counts(run(looked_back)["t"]) == (0, 1, 0)
+    lake(settings, f"INSERT INTO t VALUES ({smaller}, 3, {later})", f"UPDATE t SET v = 8, updated_at = {later} WHERE k = {bigger}")
+    assert counts(run(settings)["t"]) == (1, 1, 0)
+    assert equal(settings)
