@@ -121,7 +121,15 @@ def _metadata(con) -> tuple[dict[str, dict], dict[str, list[ForeignKey]]]:
                 raise SourceModelError(f"fk_metadata has an incomplete row ({t}, {c}, {rt}, {rc})", "fill every column or delete the row")
             grouped[(t, rt)].append((c, rc))
         for (t, rt), pairs in grouped.items():
-            fks[t].append(ForeignKey(t, tuple(p[0] for p in pairs), rt, tuple(p[1] for p in pairs)))
+            # Two FKs to the same table (origem → clientes.id, destino → clientes.id) share the group;
+            # a composite FK never names a referenced column twice, so a repeat starts the next FK.
+            chunks: list[list[tuple[str, str]]] = [[]]
+            for pair in pairs:
+                if any(pair[1] == q[1] for q in chunks[-1]):
+                    chunks.append([])
+                chunks[-1].append(pair)
+            for chunk in chunks:
+                fks[t].append(ForeignKey(t, tuple(p[0] for p in chunk), rt, tuple(p[1] for p in chunk)))
     return meta, fks
 
 

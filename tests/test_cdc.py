@@ -355,3 +355,16 @@ def test_append_only_row_appended_later_at_the_watermark_value(make_settings):
     lake(settings, f"INSERT INTO ev VALUES ('b', {T0})")
     run(settings)
     assert equal(settings)
+
+
+def test_two_fks_to_the_same_parent_are_both_created(settings, pg):
+    lake(settings,
+         "CREATE TABLE clientes (id INTEGER PRIMARY KEY, updated_at TIMESTAMP)",
+         "CREATE TABLE transferencias (id INTEGER PRIMARY KEY, origem INTEGER, destino INTEGER, updated_at TIMESTAMP)",
+         "CREATE TABLE fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR)",
+         "INSERT INTO fk_metadata VALUES ('transferencias', 'origem', 'clientes', 'id'), ('transferencias', 'destino', 'clientes', 'id')",
+         f"INSERT INTO clientes SELECT i, {T0} FROM range(1, 4) r(i)",
+         f"INSERT INTO transferencias VALUES (1, 1, 2, {T0}), (2, 3, 1, {T0})")
+    run(settings)
+    assert fk_constraints(pg, settings) == [("transferencias", True, 1), ("transferencias", True, 1)]
+    assert equal(settings)

@@ -162,3 +162,17 @@ def test_truncated_lake_file_is_one_line(tmp_path):
         finally:
             con.close()
     assert "\n" not in str(info.value)
+
+
+def test_two_single_column_fks_to_the_same_table_in_fk_metadata(lake_path):
+    make_lake(
+        lake_path,
+        "CREATE TABLE clientes (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE transferencias (id INTEGER PRIMARY KEY, origem INTEGER, destino INTEGER)",
+        "CREATE TABLE fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR)",
+        "INSERT INTO fk_metadata VALUES ('transferencias', 'origem', 'clientes', 'id'), ('transferencias', 'destino', 'clientes', 'id')",
+    )
+    assert specs(lake_path)["transferencias"].foreign_keys == (
+        ForeignKey("transferencias", ("origem",), "clientes", ("id",)),
+        ForeignKey("transferencias", ("destino",), "clientes", ("id",)),
+    )
