@@ -59,6 +59,8 @@ def dest_expr(spec_col) -> str:
         return f"CAST(json({col}) AS VARCHAR)"
     if typ.upper() == "BLOB":
         parsed = f"unhex(CAST({col} AS VARCHAR))"
+    elif typ.upper() == "BLOB[]":
+        parsed = f"CAST({col} AS BLOB[])"   # a typed list, or DuckDB's list literal text (PostgreSQL's read-back)
     elif _nested(typ):
         parsed = f"CAST(CAST({col} AS JSON) AS {typ})"
     else:

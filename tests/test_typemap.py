@@ -29,7 +29,7 @@ TYPES = {
     "txt": "VARCHAR", "b": "BOOLEAN",
     "dt": "DATE", "tm": "TIME", "ts": "TIMESTAMP", "tz": "TIMESTAMPTZ", "iv": "INTERVAL",
     "uu": "UUID", "bl": "BLOB", "js": "JSON", "mood": "mood",
-    "li": "INTEGER[]", "lu": "UUID[]", "lv": "VARCHAR[]",
+    "li": "INTEGER[]", "lu": "UUID[]", "lv": "VARCHAR[]", "lb": "BLOB[]",
     "st": "STRUCT(a INTEGER, b VARCHAR, c DOUBLE[])", "mp": "MAP(VARCHAR, INTEGER)",
 }
 D38 = "9999999999999999999999999999.9999999999"
@@ -43,7 +43,7 @@ ROWS = [
      "DATE '0001-01-01'", "TIME '00:00:00'", "TIMESTAMP '0001-01-01 00:00:00'", "TIMESTAMPTZ '0001-01-01 00:00:00+00'",
      "to_years(-1) + to_months(2) + to_days(-3) + to_microseconds(14706789000)",
      "'00000000-0000-0000-0000-000000000000'", "''::BLOB", "'{}'", "'sad'",
-     "[]", "[]", "[]", "{'a': -1, 'b': '', 'c': []}", "MAP {}"],
+     "[]", "[]", "[]", "[]", "{'a': -1, 'b': '', 'c': []}", "MAP {}"],
     # 2: maximums
     ["127", "32767", "2147483647", "9223372036854775807", "255", "65535", "4294967295", "18446744073709551615",
      "170141183460469231731687303715884105727", "340282366920938463463374607431768211455", "999.9", "999999999999999.999", D38,
@@ -54,7 +54,7 @@ ROWS = [
      "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "'\\x00\\xFF\\x00'::BLOB", "'[1, 2.5, \"x\", null, {\"k\": [true]}]'", "'happy 😀'",
      "[2147483647, NULL, -2147483648]",
      "['00000000-0000-0000-0000-000000000001'::UUID, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::UUID]",
-     "['a,b', 'say \"hi\"', '{brace}', 'back\\slash', NULL, '', 'NULL', 'ç,\"ã\"']",
+     "['a,b', 'say \"hi\"', '{brace}', 'back\\slash', NULL, '', 'NULL', 'ç,\"ã\"']", "['\\x00\\xFF'::BLOB, NULL, ''::BLOB]",
      "{'a': 2147483647, 'b': 'aspas \"duplas\" e ''simples''', 'c': [1.5, NULL]}", "MAP {'k1': 1, 'com, vírgula': NULL}"],
     # 3: ordinary values, NaN, non-Latin text, a time zone that must not shift
     ["7", "-7", "42", "-42", "1", "2", "3", "4", "0", "1", "12.3", "-0.001", "0.0000000001",
@@ -63,7 +63,7 @@ ROWS = [
      "TIMESTAMPTZ '2024-06-01 12:34:56.123456+05:30'", "- to_years(2) - to_days(1) - to_microseconds(1)",
      "'b7e1c2a4-3d5f-4e6a-8b9c-0d1e2f3a4b5c'", "'abc\\x00def'::BLOB",
      "'{\"a\": [1, 2, {\"b\": null}], \"ç\": \"ã\\\"q\", \"n\": 1.25e2}'", "'ok'",
-     "[1]", "['b7e1c2a4-3d5f-4e6a-8b9c-0d1e2f3a4b5c'::UUID]", "['plain']", "{'a': NULL, 'b': NULL, 'c': NULL}", "MAP {'x': 0}"],
+     "[1]", "['b7e1c2a4-3d5f-4e6a-8b9c-0d1e2f3a4b5c'::UUID]", "['plain']", "['a,]['::BLOB]", "{'a': NULL, 'b': NULL, 'c': NULL}", "MAP {'x': 0}"],
     # 4: NULL in every column
     ["NULL"] * len(TYPES),
     # 5: more floats and text
@@ -71,13 +71,13 @@ ROWS = [
      "1.7976931348623157e308", "3.4028235e38", "'👩\u200d👩\u200d👧 🙂 emoji'", "true",
      "DATE '1970-01-01'", "TIME '00:00:00.5'", "TIMESTAMP '1970-01-01 00:00:00'", "TIMESTAMPTZ '1969-12-31 23:59:59.999999-03'",
      "to_microseconds(0)", "gen_random_uuid()", "'\\xDE\\xAD\\xBE\\xEF'::BLOB", "'\"just a string\"'", "'sad'",
-     "[NULL]", "[NULL]", "[NULL, NULL]", "{'a': 0, 'b': E'\\t', 'c': [0.1]}", "MAP {'': 1}"],
+     "[NULL]", "[NULL]", "[NULL, NULL]", "[NULL]", "{'a': 0, 'b': E'\\t', 'c': [0.1]}", "MAP {'': 1}"],
     # 6: the smallest doubles and the empty string (which must stay '' and not become NULL)
     ["1", "1", "1", "1", "1", "1", "1", "1", "-1", "1", "-0.1", "0.001", "-0.0000000001",
      "5e-324", "1.4e-45", "''", "false",
      "DATE '2000-01-01'", "TIME '00:00:00.000001'", "TIMESTAMP '2000-01-01 00:00:00.000001'", "TIMESTAMPTZ '2000-01-01 00:00:00+14'",
      "to_months(-13)", "gen_random_uuid()", "'NULL'::BLOB", "'0'", "'ok'",
-     "[0]", "[gen_random_uuid()]", "['\\N']", "NULL", "NULL"],
+     "[0]", "[gen_random_uuid()]", "['\\N']", "NULL", "NULL", "NULL"],
 ]
 
 TABLE = "todos_os_tipos"

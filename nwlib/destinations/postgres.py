@@ -571,6 +571,11 @@ def _text_expr(col: str, pg: str) -> str:
     """Canonical text of a PostgreSQL value, readable back by a DuckDB CAST."""
     if pg == "bytea":
         return f"encode({col}, 'hex')"
+    if pg == "bytea[]":
+        # DuckDB's list literal, each byte as \xHH: '[\x00\xFF, NULL, '']' (its JSON route reads escapes literally).
+        each = "CASE WHEN e IS NULL THEN 'NULL' WHEN e = ''::bytea THEN '''''' ELSE regexp_replace(upper(encode(e, 'hex')), '(..)', '\\\\x\\1', 'g') END"
+        return (f"CASE WHEN {col} IS NULL THEN NULL ELSE '[' || coalesce((SELECT string_agg({each}, ', ' ORDER BY i) "
+                f"FROM unnest({col}) WITH ORDINALITY u(e, i)), '') || ']' END")
     if pg.endswith("[]") or pg == "jsonb":
         return f"to_json({col})::text"
     if pg == "interval":
