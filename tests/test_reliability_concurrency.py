@@ -105,3 +105,41 @@ def test_object_store_simultaneous_starts_never_both_write(kind, request, tmp_pa
     checks = verify(settings)
     assert all(c.ok for c in checks), checks   # a doubled row would be "extra"
     print(f"\n[reliability] simultaneous starts {kind}: {outcomes}")
+
+
+@pytest.mark.parametrize("meanwhile", ["nobody", "another run"])
+def test_a_lost_lock_is_taken_again_before_writing_or_the_run_stops(make_settings, pg, pg_url, meanwhile):
+    """A server restart (here: the lock's session terminated) must not let two runs write at once."""
+    import threading
+
+    settings = make_settings()
+    bootstrap(settings.duckdb_path, scale=1, seed=4)
+    proxy = TcpProxy(proxy_target(pg_url))
+    holder = destinations.create(settings)
+    result = {}
+    try:
+        proxy.stall_after(200_000, seconds=2.0)
+        slow = make_settings(DATABASE_URL=through(proxy, pg_url))
+        worker = threading.Thread(target=lambda: result.update(report=sync(slow, show_progress=False)))
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not proxy.stalls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.stalls == 1
+        ended = pg.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nwlib-lock'").fetchone()[0]
+        assert ended == 1
+        if meanwhile == "another run":
+            with holder.lock():            # the other run holds the lock while the first wakes up
+                worker.join(timeout=60)
+        worker.join(timeout=60)
+    finally:
+        proxy.close()
+        holder.close()
+    report = result["report"]
+    if meanwhile == "nobody":
+        assert report.ok, report.failed      # it took the lock again and went on
+    else:
+        failed = {t.table: t.error for t in report.tables if t.status == "failed"}
+        assert failed and all("lost its lock" in e and "another sync took it" in e for e in failed.values()), report.tables
+        assert sync(settings, show_progress=False).ok
+    assert all(c.ok for c in verify(settings))

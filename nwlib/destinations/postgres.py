@@ -124,6 +124,8 @@ class PostgresDestination:
         self._conn = None
         self._needs_full: set[str] = set()
         self._schema_errors: dict[str, SchemaChangeError] = {}
+        self._lock_conn = None
+        self._locked = False
         self._fk_specs: list[TableSpec] = []
 
     # --- connection -----------------------------------------------------------
@@ -174,22 +176,50 @@ class PostgresDestination:
             return time.perf_counter() - t
         return self._run("ping", go)
 
-    @contextlib.contextmanager
-    def lock(self):
+    def _take_lock(self):
+        """A session holding this schema's advisory lock, or SyncInProgress."""
         key = int.from_bytes(hashlib.sha256(f"nwlib:{self.schema}".encode()).digest()[:8], "big", signed=True)
         psycopg = _psycopg()
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10, application_name="nwlib-lock")
-        except psycopg.Error as exc:
-            raise classify(exc, self.settings, "connect") from None
-        try:
             got = conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
-            if not got:
-                raise SyncInProgress(f"another sync is running against schema {self.schema!r} of this destination", "wait for it to finish (see `nw status`) and retry")
+        except psycopg.Error as exc:
+            raise classify(exc, self.settings, "lock") from None
+        if not got:
+            conn.close()
+            raise SyncInProgress(f"another sync is running against schema {self.schema!r} of this destination", "wait for it to finish (see `nw status`) and retry")
+        return conn
+
+    @contextlib.contextmanager
+    def lock(self):
+        self._lock_conn = self._take_lock()
+        self._locked = True
+        try:
             yield
         finally:
+            self._locked = False
             with contextlib.suppress(Exception):
-                conn.close()  # closing the session releases the advisory lock
+                self._lock_conn.close()  # closing the session releases the advisory lock
+            self._lock_conn = None
+
+    def _still_locked(self) -> None:
+        """Before each write: a server restart ends the lock's session too; take the lock again, or stop."""
+        if not self._locked:
+            return  # not under lock() (a direct call)
+        psycopg = _psycopg()
+        if self._lock_conn is not None:
+            try:
+                self._lock_conn.execute("SELECT 1")
+                return
+            except psycopg.Error:
+                with contextlib.suppress(Exception):
+                    self._lock_conn.close()
+                self._lock_conn = None
+        try:
+            self._lock_conn = self._take_lock()   # a transient failure here is retried by the engine
+        except SyncInProgress:
+            raise SyncInProgress(f"this run lost its lock on schema {self.schema!r} (server restart?) and another sync took it",
+                                 "this run stopped before writing more; let the other finish, then rerun `nw sync`") from None
 
     # --- bookkeeping tables ---------------------------------------------------------
     def _ensure_bookkeeping(self) -> None:
@@ -250,6 +280,7 @@ class PostgresDestination:
         changes: dict[str, tuple[str, ...]] = {}
 
         def go():
+            self._still_locked()
             self._ensure_bookkeeping()
             for spec in specs:
                 self._check_identifiers(spec)
@@ -316,6 +347,7 @@ class PostgresDestination:
         added = []
 
         def go():
+            self._still_locked()
             present = {r[0] for r in self.conn.execute(
                 "SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = %s AND contype = 'f'",
                 [self.schema]).fetchall()}
@@ -328,6 +360,10 @@ class PostgresDestination:
                     name = _constraint_name(spec.name, fk.columns, fk.ref_table)
                     if name in present:
                         continue
+                    if tuple(spec.primary_key[: len(fk.columns)]) != tuple(fk.columns):
+                        # Without an index on the child's columns every parent delete scans the child table.
+                        index = _constraint_name(spec.name, fk.columns, "idx")
+                        self.conn.execute(f"CREATE INDEX IF NOT EXISTS {ident(index)} ON {qualified(self.schema, spec.name)} ({idents(fk.columns)})")
                     self.conn.execute(
                         f"ALTER TABLE {qualified(self.schema, spec.name)} ADD CONSTRAINT {ident(name)} "
                         f"FOREIGN KEY ({idents(fk.columns)}) REFERENCES {qualified(self.schema, fk.ref_table)} ({idents(fk.ref_columns)}) "
@@ -343,6 +379,7 @@ class PostgresDestination:
                 raise self._schema_errors[cs.spec.name]
 
         def go():
+            self._still_locked()
             results = {}
             with self.conn.transaction():
                 self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -482,6 +519,7 @@ class PostgresDestination:
         def go():
             import pgpq
 
+            self._still_locked()
             with self.conn.transaction():
                 self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
                 cols = ", ".join(f"{ident(k)} {pg_type(spec.column(k).type).staging}" for k in spec.primary_key)
