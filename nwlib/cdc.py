@@ -28,7 +28,11 @@ Rules (the contract every destination relies on):
   the watermark (tests/test_property.py pins both).  A soft-delete column is an
   ordinary column: the flag travels as an update.
 * **Append-only** tables (no key) use the incremental value alone, strictly
-  greater; **full-replace** tables are sent whole every run.
+  greater — so a row appended later with exactly the watermark's value would
+  be missed.  A destination that can (``Capabilities.append_replaces_tail``)
+  is sent every row ``>=`` the watermark instead and first removes its own rows
+  from that value on (``ChangeSet.tail_from``), in the same transaction:
+  exact, and the counts stay net.  **Full-replace** tables are sent whole every run.
 * **Full refresh** ignores the watermark: the table is sent whole and rows the
   lake no longer has are deleted.
 """
@@ -60,6 +64,7 @@ class ChangeSet:
     watermark_before: Watermark
     watermark_after: Watermark
     full: bool                       # the whole table is sent (first load / refresh / replace)
+    tail_from: str | None = None     # append: the destination first deletes its rows with the incremental value >= this
 
     def reader(self, con: duckdb.DuckDBPyConnection, batch_rows: int) -> pa.RecordBatchReader:
         """Stream the rows as Arrow record batches (bounded memory)."""
@@ -91,7 +96,8 @@ def _after_cursor(spec: TableSpec, wm: Watermark) -> tuple[str, list[Any]]:
     return build(0), params
 
 
-def change_filter(spec: TableSpec, wm: Watermark, lookback_seconds: float, full: bool) -> tuple[str, list[Any]]:
+def change_filter(spec: TableSpec, wm: Watermark, lookback_seconds: float, full: bool,
+                  append_tail: bool = False) -> tuple[str, list[Any]]:
     """WHERE clause (or '') and parameters selecting the rows to send."""
     inc = spec.incremental_column
     if full or spec.mode == REPLACE or not inc or wm.value is None:
@@ -99,7 +105,7 @@ def change_filter(spec: TableSpec, wm: Watermark, lookback_seconds: float, full:
     col = ident(inc)
     inc_type = spec.column(inc).type
     if spec.mode == APPEND:
-        return f"WHERE {col} > CAST(? AS {inc_type})", [wm.value]
+        return f"WHERE {col} {'>=' if append_tail else '>'} CAST(? AS {inc_type})", [wm.value]
     if lookback_seconds > 0 and _is_time(inc_type):
         cond = f"{col} >= CAST(? AS {inc_type}) - to_microseconds(CAST(? AS BIGINT))"
         return f"WHERE {col} IS NULL OR {cond}", [wm.value, int(lookback_seconds * 1_000_000)]
@@ -142,15 +148,20 @@ def change_set(
     watermark: Watermark,
     lookback_seconds: float = 0.0,
     full: bool = False,
+    append_tail: bool = False,
 ) -> ChangeSet:
-    """Build the change set of ``spec`` after ``watermark``."""
+    """Build the change set of ``spec`` after ``watermark``.
+
+    ``append_tail``: the destination can replace an append-only table's rows from the watermark on."""
     full = full or spec.mode == REPLACE or not spec.incremental_column or watermark.value is None
-    where, params = change_filter(spec, watermark, lookback_seconds, full)
+    append_tail = append_tail and spec.mode == APPEND and not full
+    where, params = change_filter(spec, watermark, lookback_seconds, full, append_tail)
     rows = con.execute(f"SELECT count(*) FROM {ident(spec.name)} {where}", params).fetchone()[0]
     after = next_watermark(con, spec, watermark) if spec.incremental_column else Watermark()
     if spec.mode == APPEND and after.value is None:
         after = watermark
-    return ChangeSet(spec, transfer_select(spec, where), tuple(params), where, rows, watermark, after, full)
+    return ChangeSet(spec, transfer_select(spec, where), tuple(params), where, rows, watermark, after, full,
+                     watermark.value if append_tail else None)
 
 
 def missing_keys_sql(spec: TableSpec, dest_keys_view: str) -> str:

@@ -145,7 +145,8 @@ def _dry_run(settings, con, dest, plan: Plan, run_id: str) -> SyncReport:
     for name in plan.order:
         spec = plan.specs[name]
         full = name in plan.full_refresh or not states[name].loaded
-        cs = cdc.change_set(con, spec, Watermark() if full else states[name].watermark, settings.cdc_lookback_seconds, full)
+        cs = cdc.change_set(con, spec, Watermark() if full else states[name].watermark, settings.cdc_lookback_seconds, full,
+                            dest.capabilities.append_replaces_tail)
         reports.append(TableReport(name, spec.mode + (" full" if cs.full else " incremental"), "planned", inserted=cs.rows,
                                    watermark_before=cs.watermark_before, watermark_after=cs.watermark_after))
     return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True)
@@ -161,7 +162,8 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
     for name in plan.order:
         refresh = name in full or not states[name].loaded
         wm = Watermark() if refresh else states[name].watermark
-        changes[name] = cdc.change_set(con, plan.specs[name], wm, settings.cdc_lookback_seconds, refresh)
+        changes[name] = cdc.change_set(con, plan.specs[name], wm, settings.cdc_lookback_seconds, refresh,
+                                       dest.capabilities.append_replaces_tail)
     total = sum(c.rows for c in changes.values())
     progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
     keys = KeySet(con, keyset_path(settings.destination_path, dest.describe()))

@@ -346,14 +346,20 @@ def test_cursor_ties_and_lookback_for_other_cursor_and_key_types(make_settings, 
     assert equal(settings)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: an append-only table has no key to break cursor ties, so a row appended later "
-                   "with exactly the watermark's value is not sent (cdc: 'strictly greater'); verify reports it")
-def test_append_only_row_appended_later_at_the_watermark_value(make_settings):
+def test_append_only_rows_appended_later_at_the_watermark_value_and_full_refresh(make_settings, pg):
     settings = make_settings(APPEND_ONLY_TABLES="ev")
-    lake(settings, "CREATE TABLE ev (o_que VARCHAR, updated_at TIMESTAMP)", f"INSERT INTO ev VALUES ('a', {T0})")
+    lake(settings, "CREATE TABLE ev (o_que VARCHAR, updated_at TIMESTAMP)", f"INSERT INTO ev VALUES ('a', {T0}), ('b', {T0})")
     run(settings)
-    lake(settings, f"INSERT INTO ev VALUES ('b', {T0})")
-    run(settings)
+    # same instant as the watermark: no key to tell them apart, so the destination replaces its rows from that instant on
+    lake(settings, f"INSERT INTO ev VALUES ('c', {T0}), ('d', {T0} + INTERVAL 1 SECOND)")
+    assert counts(run(settings)["ev"]) == (2, 0, 0)                # net: 4 re-sent, 2 replaced
+    assert counts(run(settings)["ev"]) == (0, 0, 0)
+    assert equal(settings)
+    # a full refresh (or TRUNCATE_BEFORE_LOAD) re-sends the table: it must not double it
+    r = run(settings, full_refresh=True)["ev"]
+    assert r.mode == "append full" and r.inserted == 4
+    assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".ev').fetchone() == (4,)
+    assert pg.execute(f'SELECT linhas FROM "{settings.db_schema}".nw_estado').fetchone() == (4,)
     assert equal(settings)
 
 

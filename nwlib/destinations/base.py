@@ -27,6 +27,7 @@ class Capabilities:
     merge_strategies: tuple[str, ...] = ("merge", "append", "replace")
     foreign_keys: bool = False
     state_location: str = ""
+    append_replaces_tail: bool = False   # can delete an append-only table's rows from a value on (see cdc)
 
 
 @dataclass(frozen=True)
