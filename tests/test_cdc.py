@@ -285,6 +285,17 @@ def test_two_table_cycle_loads_in_one_step_and_updates(settings, pg):
     r = run(settings)
     assert counts(r["funcionarios"]) == (0, 0, 1) and counts(r["departamentos"]) == (0, 0, 1)
     assert equal(settings)
+    # a lake that breaks its own FK (a manager deleted, the department still points at them): the cycle's
+    # deletes roll back together, both tables say why, and fixing the lake lets the next run finish
+    lake(settings, "DELETE FROM funcionarios WHERE id = 20")
+    report = sync(settings, show_progress=False)
+    failed = {t.table: t.error for t in report.tables if t.status == "failed"}
+    assert set(failed) == {"departamentos", "funcionarios"} and all("fk_departamentos_gerente" in e for e in failed.values())
+    assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".funcionarios WHERE id = 20').fetchone() == (1,)
+    lake(settings, f"UPDATE departamentos SET gerente = 1, updated_at = {T0} + INTERVAL 2 DAY WHERE id = 2")
+    r = run(settings)
+    assert counts(r["funcionarios"]) == (0, 0, 1) and counts(r["departamentos"]) == (0, 1, 0)
+    assert equal(settings)
 
 
 # --- dry run and table selection ---------------------------------------------------------------
