@@ -74,7 +74,7 @@ def open_lake(settings: Settings):
     try:
         # Bounded memory: DuckDB would otherwise cache up to 80% of RAM of lake blocks.
         spill = settings.destination_path / ".nw" / "tmp"
-        con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit.replace(chr(39), '')}'")
+        _set_memory(con, settings.duckdb_memory_limit)
         con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
     except duckdb.Error as exc:
         con.close()
@@ -87,6 +87,9 @@ def open_lake(settings: Settings):
         raise LakeError(f"DuckDB could not read a file while using the lake {settings.duckdb_path}: {str(exc).splitlines()[0]}",
                         "if that file is the lake it is truncated or damaged: restore it or run `nw bootstrap`; "
                         "otherwise check free disk space under DESTINATION_PATH") from None
+    except duckdb.OutOfMemoryException as exc:
+        raise ConfigError(f"DuckDB needed more memory than DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit}",
+                          "raise DUCKDB_MEMORY_LIMIT (e.g. 512MB) and rerun; committed tables are kept, the rest resumes") from exc
     finally:
         con.close()
 
@@ -109,9 +112,10 @@ class _Run:
     run_id: str
     progress: ProgressSink
     keys: KeySet | None = None
+    stream: duckdb.DuckDBPyConnection | None = None
 
     def reader(self, cs: ChangeSet):
-        return cs.reader(self.con, self.settings.batch_size)
+        return cs.reader(self.stream or self.con, self.settings.batch_size)
 
     def call(self, fn):
         return _retrying(self.settings)(fn)
@@ -167,7 +171,7 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
     total = sum(c.rows for c in changes.values())
     progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
     keys = KeySet(con, keyset_path(settings.destination_path, dest.describe()))
-    run = _Run(settings, con, dest, plan, run_id, progress, keys)
+    run = _Run(settings, con, dest, plan, run_id, progress, keys, _stream_connection(settings))
     reports: dict[str, TableReport] = {}
     try:
         for step in plan.steps:
@@ -191,7 +195,28 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
     finally:
         progress.close()
         keys.close()
+        run.stream.close()
     return SyncReport(run_id, dest.capabilities.name, tuple(reports[t] for t in plan.order))
+
+
+STREAM_MEMORY_LIMIT = "64MB"
+
+
+def _set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+
+
+def _stream_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A second, small-budget view of the lake used only to stream rows out.
+
+    Streaming needs no cache, and DuckDB caches every block it reads up to its memory
+    limit: a separate instance capped at 64MB keeps a sync's memory flat in table size,
+    while joins (deletes, verify) keep DUCKDB_MEMORY_LIMIT on the main connection.
+    """
+    con = lake.connect(settings.duckdb_path, read_only=True)
+    _set_memory(con, STREAM_MEMORY_LIMIT)
+    con.execute(f"SET temp_directory = '{str(settings.destination_path / '.nw' / 'tmp').replace(chr(39), chr(39) * 2)}'")
+    return con
 
 
 def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_changes) -> None:

@@ -68,23 +68,37 @@ class KeySet:
             return
         keys = ", ".join(ident(k) for k in spec.primary_key)
         self.con.execute(f"CREATE OR REPLACE TABLE {self._table(spec)} AS SELECT {keys} FROM lake.main.{ident(spec.name)}")
+        self._flush()
+
+    def _flush(self) -> None:
+        # Written blocks stay pinned in memory until a checkpoint: flush so the record never
+        # competes with the sync for DUCKDB_MEMORY_LIMIT (5M keys would otherwise pin ~40MB).
+        self.con.execute(f"CHECKPOINT {ALIAS}")
 
     def add(self, spec: TableSpec, where: str, params) -> None:
-        """Remember the keys of the rows a change set sent."""
+        """Remember the keys of the rows a change set sent.
+
+        A plain append (no join, so no memory beyond a scan): the record may hold a
+        key more than once, which ``gone_sql``'s EXCEPT ignores.  When it has grown
+        past twice the lake's size it is rebuilt.
+        """
         if not self.has(spec):
             return
-        keys = ", ".join(f"l.{ident(c)}" for c in spec.primary_key)
-        match = " AND ".join(f"k.{ident(c)} = l.{ident(c)}" for c in spec.primary_key)
-        changed = f"SELECT * FROM lake.main.{ident(spec.name)} {where}"
-        self.con.execute(
-            f"INSERT INTO {self._table(spec)} SELECT {keys} FROM ({changed}) l "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {self._table(spec)} k WHERE {match})", list(params))
+        keys = ", ".join(ident(c) for c in spec.primary_key)
+        lake_table = f"lake.main.{ident(spec.name)}"
+        self.con.execute(f"INSERT INTO {self._table(spec)} SELECT {keys} FROM {lake_table} {where}", list(params))
+        held = self.con.execute(f"SELECT count(*) FROM {self._table(spec)}").fetchone()[0]
+        if held > 2 * self.con.execute(f"SELECT count(*) FROM {lake_table}").fetchone()[0] + 1000:
+            self.rebuild(spec)
+        else:
+            self._flush()
 
     def remove(self, spec: TableSpec, gone_table: str) -> None:
         if not self.has(spec):
             return
         match = " AND ".join(f"k.{ident(c)} IS NOT DISTINCT FROM g.{ident(c)}" for c in spec.primary_key)
         self.con.execute(f"DELETE FROM {self._table(spec)} k WHERE EXISTS (SELECT 1 FROM {gone_table} g WHERE {match})")
+        self._flush()
 
     def forget(self, spec: TableSpec) -> None:
         if self.attached:

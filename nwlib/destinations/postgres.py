@@ -358,13 +358,13 @@ class PostgresDestination:
                     ref = known.get(fk.ref_table)
                     if ref is None or tuple(ref.primary_key) != tuple(fk.ref_columns):
                         continue  # PostgreSQL needs a unique key on the referenced side
-                    name = _constraint_name(spec.name, fk.columns, fk.ref_table)
-                    if name in present:
-                        continue
                     if tuple(spec.primary_key[: len(fk.columns)]) != tuple(fk.columns):
                         # Without an index on the child's columns every parent delete scans the child table.
                         index = _constraint_name(spec.name, fk.columns, "idx")
                         self.conn.execute(f"CREATE INDEX IF NOT EXISTS {ident(index)} ON {qualified(self.schema, spec.name)} ({idents(fk.columns)})")
+                    name = _constraint_name(spec.name, fk.columns, fk.ref_table)
+                    if name in present:
+                        continue
                     self.conn.execute(
                         f"ALTER TABLE {qualified(self.schema, spec.name)} ADD CONSTRAINT {ident(name)} "
                         f"FOREIGN KEY ({idents(fk.columns)}) REFERENCES {qualified(self.schema, fk.ref_table)} ({idents(fk.ref_columns)}) "
