@@ -31,6 +31,7 @@ from nwlib.destinations.postgres import ensure_runtime_dir  # noqa: E402
 
 ensure_runtime_dir()
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")  # dlt warns once per Arrow batch otherwise
 
 import duckdb  # noqa: E402
 

@@ -68,13 +68,26 @@ def read_plan(settings: Settings, con: duckdb.DuckDBPyConnection, tables: Iterab
     return Plan(graph.load_steps(chosen.values()), chosen, refresh)
 
 
+STREAM_MEMORY_LIMIT = "64MB"
+
+
+def _set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+
+
 @contextlib.contextmanager
-def open_lake(settings: Settings):
+def open_lake(settings: Settings, memory_limit: str | None = None):
+    """The lake, read-only, with a small memory budget unless ``memory_limit`` says otherwise.
+
+    A sync reads and streams at 64MB (DuckDB would otherwise cache lake blocks up to its
+    limit, so memory would grow with the tables); it raises the budget to
+    DUCKDB_MEMORY_LIMIT only for the joins of delete reconciliation.  Verify joins from the start.
+    """
     con = lake.connect(settings.duckdb_path, read_only=True)
     try:
-        # Bounded memory: DuckDB would otherwise cache up to 80% of RAM of lake blocks.
         spill = settings.destination_path / ".nw" / "tmp"
-        _set_memory(con, settings.duckdb_memory_limit)
+        _set_memory(con, settings.duckdb_memory_limit)  # a malformed value fails here, before any work
+        _set_memory(con, memory_limit or STREAM_MEMORY_LIMIT)
         con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
     except duckdb.Error as exc:
         con.close()
@@ -170,7 +183,7 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
                                        dest.capabilities.append_replaces_tail)
     total = sum(c.rows for c in changes.values())
     progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
-    keys = KeySet(con, keyset_path(settings.destination_path, dest.describe()))
+    keys = KeySet(con, keyset_path(settings.destination_path, dest.describe()), settings.duckdb_memory_limit)
     run = _Run(settings, con, dest, plan, run_id, progress, keys, _stream_connection(settings))
     reports: dict[str, TableReport] = {}
     try:
@@ -197,13 +210,6 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
         keys.close()
         run.stream.close()
     return SyncReport(run_id, dest.capabilities.name, tuple(reports[t] for t in plan.order))
-
-
-STREAM_MEMORY_LIMIT = "64MB"
-
-
-def _set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
-    con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
 
 
 def _stream_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
@@ -282,6 +288,9 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
         actual = run.call(lambda: dest.states([spec.name]))[spec.name].row_count
         if actual == lake_rows:
             return report
+        _set_memory(con, run.settings.duckdb_memory_limit)  # room for the key joins (kept to the end of the run)
+        if keys is not None:
+            keys.lean = None
         if actual < lake_rows:
             # Rows arrived with timestamps older than the cursor: re-merge the whole table.
             cs = cdc.change_set(con, spec, Watermark(), run.settings.cdc_lookback_seconds, full=True)

@@ -31,9 +31,11 @@ def keyset_path(destination_path: Path, destination_id: str) -> Path:
 
 
 class KeySet:
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, room: str | None = None, lean: str | None = None):
+        """``room``: the memory limit while the record is written; ``lean``: the one to go back to."""
         self.con = con
         self.path = path
+        self.room, self.lean = room, lean
         self.attached = False
         path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(2):
@@ -63,12 +65,25 @@ class KeySet:
         keys = ", ".join(ident(c) for c in spec.primary_key)
         return f"SELECT {keys} FROM {self._table(spec)} EXCEPT SELECT {keys} FROM lake.main.{ident(spec.name)}"
 
+    @contextlib.contextmanager
+    def _writing(self):
+        """Writing and checkpointing the record needs room; streaming afterwards does not."""
+        if self.room:
+            self.con.execute(f"SET memory_limit = '{self.room}'")
+        try:
+            yield
+        finally:
+            if self.lean:
+                with contextlib.suppress(duckdb.Error):  # cannot shrink now: keep the room
+                    self.con.execute(f"SET memory_limit = '{self.lean}'")
+
     def rebuild(self, spec: TableSpec) -> None:
         if not self.attached:
             return
         keys = ", ".join(ident(k) for k in spec.primary_key)
-        self.con.execute(f"CREATE OR REPLACE TABLE {self._table(spec)} AS SELECT {keys} FROM lake.main.{ident(spec.name)}")
-        self._flush()
+        with self._writing():
+            self.con.execute(f"CREATE OR REPLACE TABLE {self._table(spec)} AS SELECT {keys} FROM lake.main.{ident(spec.name)}")
+            self._flush()
 
     def _flush(self) -> None:
         # Written blocks stay pinned in memory until a checkpoint: flush so the record never
@@ -86,19 +101,20 @@ class KeySet:
             return
         keys = ", ".join(ident(c) for c in spec.primary_key)
         lake_table = f"lake.main.{ident(spec.name)}"
-        self.con.execute(f"INSERT INTO {self._table(spec)} SELECT {keys} FROM {lake_table} {where}", list(params))
+        with self._writing():
+            self.con.execute(f"INSERT INTO {self._table(spec)} SELECT {keys} FROM {lake_table} {where}", list(params))
+            self._flush()
         held = self.con.execute(f"SELECT count(*) FROM {self._table(spec)}").fetchone()[0]
         if held > 2 * self.con.execute(f"SELECT count(*) FROM {lake_table}").fetchone()[0] + 1000:
             self.rebuild(spec)
-        else:
-            self._flush()
 
     def remove(self, spec: TableSpec, gone_table: str) -> None:
         if not self.has(spec):
             return
         match = " AND ".join(f"k.{ident(c)} IS NOT DISTINCT FROM g.{ident(c)}" for c in spec.primary_key)
-        self.con.execute(f"DELETE FROM {self._table(spec)} k WHERE EXISTS (SELECT 1 FROM {gone_table} g WHERE {match})")
-        self._flush()
+        with self._writing():
+            self.con.execute(f"DELETE FROM {self._table(spec)} k WHERE EXISTS (SELECT 1 FROM {gone_table} g WHERE {match})")
+            self._flush()
 
     def forget(self, spec: TableSpec) -> None:
         if self.attached:

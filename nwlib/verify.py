@@ -131,7 +131,7 @@ def _hashable(value):
 
 
 def verify(settings: Settings, tables: Iterable[str] | None = None, destination=None) -> list[TableCheck]:
-    with open_lake(settings) as con:
+    with open_lake(settings, settings.duckdb_memory_limit) as con:
         plan = read_plan(settings, con, tables)
         dest = destination or destinations.create(settings)
         try:
