@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -221,11 +222,19 @@ def rss_run(url, lake, workdir) -> tuple[float, float]:
         t = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "nwlib", "sync", "--full-refresh", "--no-progress", "--env-file", "/nonexistent"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        # The child's own high-water mark (VmHWM). Not wait4's ru_maxrss: Linux carries that
+        # across fork+exec from this (large) bench process, which inflated it.
+        peak_kb = 0
+        while proc.poll() is None:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+            time.sleep(0.02)
         seconds = time.perf_counter() - t
-        if status != 0:
+        if proc.returncode != 0:
             raise RuntimeError(f"nw sync failed: {proc.stderr.read().decode()[-500:]}")
-        return seconds, usage.ru_maxrss / 1024
+        return seconds, peak_kb / 1024
     finally:
         drop_schema(url, schema)
 
