@@ -43,7 +43,7 @@ PRODUCTS = ["Café especial 500g", "Caneca cerâmica", "Chaleira elétrica", "Mo
             "Prensa francesa", "Açúcar mascavo 1kg", "Chá verde", "Garrafa térmica", "Xícara dupla", "Coador de pano",
             "Balança digital", "Cápsulas (10un)", "Bule de ágata", "Leite vegetal"]
 STATUS_PEDIDO = ["novo", "pago", "enviado", "entregue", "cancelado"]
-METODOS = ["pix", "cartao_credito", "boleto", "cartao_debito"]
+PAYMENT_METHODS = ["pix", "cartao_credito", "boleto", "cartao_debito"]
 STATUS_PAG = ["aprovado", "pendente", "recusado", "estornado"]
 EPOCH = "TIMESTAMP '2024-01-01 08:00:00'"
 
@@ -120,7 +120,7 @@ def _fill(con, scale: int, seed: int, start: dict[str, int], counts: dict[str, i
     con.execute(f"""
         INSERT INTO pagamentos SELECT i,
           {start['pedidos'] + 1} + ((i - {start['pagamentos'] + 1}) * {counts['pedidos']} // greatest({counts['pagamentos']}, 1)),
-          {_pick(METODOS, 'i', 14, s)}, 0,
+          {_pick(PAYMENT_METHODS, 'i', 14, s)}, 0,
           {ts('i', 15, 86400 * 365)},
           {_pick(STATUS_PAG, 'i', 16, s)},
           {stamp or ts('i', 17, 86400 * 365)}

@@ -27,12 +27,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..cdc import ChangeSet
-from ..errors import ConfigError, DestinationError, NwError, SchemaChangeError, SourceModelError, missing_dependency
+from ..errors import ConfigError, DestinationError, NwError, SourceModelError, missing_dependency
 from ..ledger import LEDGER_COLUMNS, LEDGER_TABLE, now
 from ..model import APPEND, REPLACE, Column, TableSpec, TableState, Watermark
 from ..settings import Settings
 from .base import Capabilities, LoadResult, Progress, ReaderFactory
-from .objectstore import FileLock, S3Lock, boto3_client, classify, delta_storage_options, parse_s3_uri
+from .objectstore import FileLock, S3Lock, boto3_client, classify, column_changes, delta_storage_options, parse_s3_uri
 from .s3 import verify_exprs
 
 APP_ID = "nwlib:{table}"
@@ -220,18 +220,11 @@ class DeltaDestination:
             old = {c.name: c.type for c in states[spec.name].columns}
             if not old:
                 continue
-            mine = []
-            for c in spec.columns:
-                if c.name not in old:
-                    mine.append(f"added column {c.name} {c.type}")
-                    self._needs_full.add(spec.name)
-                elif old[c.name] != c.type:
-                    if spec.name not in full_refresh:
-                        raise SchemaChangeError(f"column {spec.name}.{c.name} changed type from {old[c.name]} to {c.type}",
-                                                f"rerun with `nw sync --full-refresh --tables {spec.name}` to rewrite that table")
-                    mine.append(f"rewrote table for column {c.name} {old[c.name]} -> {c.type}")
+            mine, resend = column_changes(spec, old, spec.name in full_refresh)
+            if resend:
+                self._needs_full.add(spec.name)
             if mine:
-                notes[spec.name] = tuple(mine)
+                notes[spec.name] = mine
         return notes
 
     def _recover_ledger(self, specs: Sequence[TableSpec]) -> None:

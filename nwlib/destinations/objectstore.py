@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, DestinationError, SyncInProgress, missing_dependency
+from ..errors import ConfigError, DestinationError, SchemaChangeError, SyncInProgress, missing_dependency
 from ..ledger import now
 from ..settings import Settings
 
@@ -256,3 +256,23 @@ class FileLock:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+
+def column_changes(spec, old: dict[str, str], full_refresh: bool) -> tuple[tuple[str, ...], bool]:
+    """Compare the lake's columns with those a file-based destination last wrote.
+
+    Returns the notes for the run history and whether every row must be re-sent (a new
+    column).  A changed type stops the table unless it is being fully refreshed.
+    """
+    notes: list[str] = []
+    resend = False
+    for c in spec.columns:
+        if c.name not in old:
+            notes.append(f"added column {c.name} {c.type}")
+            resend = True
+        elif old[c.name] != c.type:
+            if not full_refresh:
+                raise SchemaChangeError(f"column {spec.name}.{c.name} changed type from {old[c.name]} to {c.type}",
+                                        f"rerun with `nw sync --full-refresh --tables {spec.name}` to rewrite that table")
+            notes.append(f"rewrote table for column {c.name} {old[c.name]} -> {c.type}")
+    return tuple(notes), resend

@@ -38,13 +38,13 @@ import duckdb
 import pyarrow as pa
 
 from ..cdc import ChangeSet
-from ..errors import ConfigError, DestinationError, NwError, SchemaChangeError, SourceModelError
+from ..errors import ConfigError, DestinationError, NwError, SourceModelError
 from ..ledger import LEDGER_COLUMNS, LEDGER_TABLE, now
 from ..model import MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from ..settings import Settings
 from ..sql import ident
 from .base import Capabilities, LoadResult, Progress, ReaderFactory
-from .objectstore import S3Location, S3Lock, boto3_client, classify, duckdb_s3, pyarrow_s3
+from .objectstore import S3Location, S3Lock, boto3_client, classify, column_changes, duckdb_s3, pyarrow_s3
 
 OP, RUN, SEQ = "nw_operation", "nw_run_id", "nw_seq"
 META_COLUMNS = (OP, RUN, SEQ)
@@ -208,18 +208,11 @@ class S3Destination:
             old = {c["name"]: c["type"] for c in tables.get(spec.name, {}).get("columns", [])}
             if not old:
                 continue
-            mine = []
-            for c in spec.columns:
-                if c.name not in old:
-                    mine.append(f"added column {c.name} {c.type}")
-                    self._needs_full.add(spec.name)
-                elif old[c.name] != c.type:
-                    if spec.name not in full_refresh:
-                        raise SchemaChangeError(f"column {spec.name}.{c.name} changed type from {old[c.name]} to {c.type}",
-                                                f"rerun with `nw sync --full-refresh --tables {spec.name}` to rewrite that table")
-                    mine.append(f"rewrote table for column {c.name} {old[c.name]} -> {c.type}")
+            mine, resend = column_changes(spec, old, spec.name in full_refresh)
+            if resend:
+                self._needs_full.add(spec.name)
             if mine:
-                notes[spec.name] = tuple(mine)
+                notes[spec.name] = mine
         return notes
 
     def needs_full(self) -> frozenset[str]:
