@@ -38,7 +38,8 @@ LEDGER_COLUMNS: dict[str, str] = {
 
 
 def new_run_id() -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    # Microseconds in the stamp: run ids sort in the order the runs started.
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{stamp}-{uuid.uuid4().hex[:8]}"
 
 

@@ -68,7 +68,9 @@ def test_s3_round_trip_layout_history_and_rebuild(s3_env, tmp_path):
     parts = [k for k in _keys(s3_env, "raw/") if k.endswith(".parquet")]
     assert parts and all(PART.match(k) for k in parts), parts[:3]
     local = tmp_path / "one.parquet"
-    _client(s3_env).download_file(s3_env["S3_BUCKET_NAME"], next(k for k in parts if "/pedidos/" in k), str(local))
+    # A part of the first run (the listing is by name, and two run ids of the same second sort by their random tail).
+    first_part = next(k for k in parts if "/pedidos/" in k and f"/run={first.run_id}/" in k)
+    _client(s3_env).download_file(s3_env["S3_BUCKET_NAME"], first_part, str(local))
     meta = pq.ParquetFile(local).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
     names = pq.read_schema(local).names
