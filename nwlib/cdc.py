@@ -38,7 +38,6 @@ Rules (the contract every destination relies on):
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,5 +169,3 @@ def missing_keys_sql(spec: TableSpec, dest_keys_view: str) -> str:
     keys = ", ".join(ident(k) for k in spec.primary_key)
     return f"SELECT {cast} FROM {dest_keys_view} d EXCEPT SELECT {keys} FROM {ident(spec.name)}"
 
-
-KeySource = Callable[[], pa.Table]

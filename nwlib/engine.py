@@ -289,8 +289,6 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
         if actual == lake_rows:
             return report
         _set_memory(con, run.settings.duckdb_memory_limit)  # room for the key joins (kept to the end of the run)
-        if keys is not None:
-            keys.lean = None
         if actual < lake_rows:
             # Rows arrived with timestamps older than the cursor: re-merge the whole table.
             cs = cdc.change_set(con, spec, Watermark(), run.settings.cdc_lookback_seconds, full=True)

@@ -31,11 +31,12 @@ def keyset_path(destination_path: Path, destination_id: str) -> Path:
 
 
 class KeySet:
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, room: str | None = None, lean: str | None = None):
-        """``room``: the memory limit while the record is written; ``lean``: the one to go back to."""
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, room: str | None = None):
+        """``room``: the memory limit the record is written with (kept for the rest of the run:
+        DuckDB cannot always shrink back once blocks are pinned)."""
         self.con = con
         self.path = path
-        self.room, self.lean = room, lean
+        self.room = room
         self.attached = False
         path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(2):
@@ -67,15 +68,10 @@ class KeySet:
 
     @contextlib.contextmanager
     def _writing(self):
-        """Writing and checkpointing the record needs room; streaming afterwards does not."""
+        """Writing and checkpointing the record needs room; streaming runs on its own small view."""
         if self.room:
             self.con.execute(f"SET memory_limit = '{self.room}'")
-        try:
-            yield
-        finally:
-            if self.lean:
-                with contextlib.suppress(duckdb.Error):  # cannot shrink now: keep the room
-                    self.con.execute(f"SET memory_limit = '{self.lean}'")
+        yield
 
     def rebuild(self, spec: TableSpec) -> None:
         if not self.attached:
