@@ -143,3 +143,21 @@ def test_a_lost_lock_is_taken_again_before_writing_or_the_run_stops(make_setting
         assert failed and all("lost its lock" in e and "another sync took it" in e for e in failed.values()), report.tables
         assert sync(settings, show_progress=False).ok
     assert all(c.ok for c in verify(settings))
+
+
+def test_a_lock_file_caught_half_written_is_not_taken_over(tmp_path):
+    """A lock another run is writing at this instant (still empty) is held, not stale."""
+    from nwlib.destinations.objectstore import FileLock
+    from nwlib.errors import SyncInProgress
+
+    lock = tmp_path / "_nw" / "lock.json"
+    lock.parent.mkdir()
+    lock.write_bytes(b"")  # created, not yet filled by its writer
+    with pytest.raises(SyncInProgress):
+        with FileLock(lock)():
+            pass
+    assert lock.exists()  # the other run's lock is left alone
+    lock.unlink()
+    with FileLock(lock)():
+        assert b'"pid"' in lock.read_bytes()  # a lock appears complete, holder and all
+    assert not lock.exists()

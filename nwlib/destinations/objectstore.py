@@ -166,7 +166,8 @@ def _stale(body: bytes, age_seconds: float | None) -> bool:
     try:
         info = json.loads(body)
     except ValueError:
-        return True
+        # Unreadable: a writer may be mid-way (S3 stores whole objects, but be safe): stale only when old.
+        return age_seconds is not None and age_seconds > 60
     if age_seconds is not None and age_seconds > LOCK_STALE_SECONDS:
         return True
     if info.get("host") == socket.gethostname():
@@ -226,13 +227,18 @@ class FileLock:
         self.path = path
 
     def _try(self) -> bool:
+        # Write the holder to a private file, then link it into place: the lock appears
+        # complete or not at all (an O_EXCL create left it empty for a moment, and a
+        # second run starting at that instant read "unreadable" as "stale" and took it too).
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{time.monotonic_ns()}")
+        tmp.write_text(json.dumps(_holder()))
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, self.path)
+            return True
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(_holder()))
-        return True
+        finally:
+            tmp.unlink()
 
     @contextlib.contextmanager
     def __call__(self):
