@@ -67,3 +67,14 @@ def child_env_for(env: dict[str, str]) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL", "DESTINATION_", "DUCKDB_", "S3_", "DELTA_"))}
     out.update(env)
     return out
+
+
+def stop_process(proc: subprocess.Popen, log=None) -> None:
+    """End a server a test started (terminate, then kill after 10 s) and close its log."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    if log is not None:
+        log.close()

@@ -13,6 +13,8 @@ ensure_runtime_dir()
 
 from nwlib.settings import load_settings  # noqa: E402
 
+from clirun import stop_process  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def pg_url(tmp_path_factory) -> str:
@@ -120,23 +122,12 @@ def _start_moto(tmp_path_factory, env: dict | None = None):
     return proc, endpoint, log
 
 
-def _stop_moto(proc, log) -> None:
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
     """A real S3 protocol server (``moto_server`` subprocess); yields its endpoint URL."""
     proc, endpoint, log = _start_moto(tmp_path_factory)
     yield endpoint
-    _stop_moto(proc, log)
+    stop_process(proc, log)
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +135,7 @@ def moto_server_strict(tmp_path_factory):
     """A second moto server that checks credentials (IAM auth on from the first request)."""
     proc, endpoint, log = _start_moto(tmp_path_factory, {"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     yield endpoint
-    _stop_moto(proc, log)
+    stop_process(proc, log)
 
 
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_REGION": "us-east-1"}

@@ -13,16 +13,11 @@ from nwlib.engine import sync
 from nwlib.errors import SourceModelError
 from nwlib.verify import verify
 
+from lakesql import lake_sql as lake
+
 T0 = "TIMESTAMP '2024-05-01 10:00:00'"
 
 
-def lake(settings, *statements):
-    con = duckdb.connect(str(settings.duckdb_path))
-    try:
-        for s in statements:
-            con.execute(s)
-    finally:
-        con.close()
 
 
 def run(settings, **kw):

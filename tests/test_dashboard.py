@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from clirun import stop_process
+
 from nwlib import dashboard, lake
 from nwlib.bootstrap import bootstrap, mutate
 from nwlib.engine import sync
@@ -153,12 +155,7 @@ def voila(make_settings, pg_url, pg_schema, lake_path, tmp_path):
             time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/", settings
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_process(proc, log)
 
 
 def _clean_page(page, where: str) -> None:

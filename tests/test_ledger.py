@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 
 from nwlib.engine import sync
@@ -11,16 +10,11 @@ from nwlib.errors import SyncFailed
 from nwlib.engine import raise_for_failures
 from nwlib.verify import verify
 
+from lakesql import lake_sql as lake
+
 T0 = "TIMESTAMP '2024-05-01 10:00:00'"
 
 
-def lake(settings, *statements):
-    con = duckdb.connect(str(settings.duckdb_path))
-    try:
-        for s in statements:
-            con.execute(s)
-    finally:
-        con.close()
 
 
 def ledger(pg, settings, run_id):

@@ -8,13 +8,11 @@ from clirun import env_for, one_line_error, run_nw
 from nwlib.engine import sync
 from nwlib.verify import verify
 
+from lakesql import lake_sql
+
 T0 = "TIMESTAMP '2025-01-01 00:00:00'"
 
 
-def lake_sql(settings, *statements, params=None):
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        for s in statements:
-            con.execute(s, params) if params is not None and "?" in s else con.execute(s)
 
 
 def synced_exactly(settings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 from clirun import env_for, one_line_error, run_nw
+from lakesql import lake_sql
 
 from nwlib.engine import sync
 from nwlib.verify import verify
@@ -27,10 +28,6 @@ def lake(settings):
     return settings
 
 
-def lake_sql(settings, *statements):
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        for s in statements:
-            con.execute(s)
 
 
 def pg_types(pg, schema, table):
