@@ -214,13 +214,8 @@ class DeltaDestination:
         for spec in specs:
             if spec.name == LEDGER_TABLE:
                 raise SourceModelError(f"lake table {spec.name!r} collides with nwlib's run history table", "rename the lake table")
-            column = self.settings.partition_columns.get(spec.name)
-            if column and column not in spec.column_names:
-                raise SourceModelError(f"PARTITION_COLUMNS names {spec.name}.{column}, which does not exist", "fix PARTITION_COLUMNS")
             old = {c.name: c.type for c in states[spec.name].columns}
-            if not old:
-                continue
-            mine, resend = column_changes(spec, old, spec.name in full_refresh)
+            mine, resend = column_changes(spec, old, spec.name in full_refresh, self.settings.partition_columns)
             if resend:
                 self._needs_full.add(spec.name)
             if mine:

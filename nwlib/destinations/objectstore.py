@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, DestinationError, SchemaChangeError, SyncInProgress, missing_dependency
+from ..errors import ConfigError, DestinationError, SchemaChangeError, SourceModelError, SyncInProgress, missing_dependency
 from ..ledger import now
 from ..settings import Settings
 
@@ -264,12 +264,18 @@ class FileLock:
                 self.path.unlink()
 
 
-def column_changes(spec, old: dict[str, str], full_refresh: bool) -> tuple[tuple[str, ...], bool]:
-    """Compare the lake's columns with those a file-based destination last wrote.
+def column_changes(spec, old: dict[str, str], full_refresh: bool, partition_columns) -> tuple[tuple[str, ...], bool]:
+    """Compare the lake's columns with those a file-based destination last wrote (``old``, empty if never).
 
     Returns the notes for the run history and whether every row must be re-sent (a new
-    column).  A changed type stops the table unless it is being fully refreshed.
+    column).  A changed type stops the table unless it is being fully refreshed; so does a
+    PARTITION_COLUMNS entry naming a column the table does not have.
     """
+    column = partition_columns.get(spec.name)
+    if column and column not in spec.column_names:
+        raise SourceModelError(f"PARTITION_COLUMNS names {spec.name}.{column}, which does not exist", "fix PARTITION_COLUMNS")
+    if not old:  # first write: nothing to compare with
+        return (), False
     notes: list[str] = []
     resend = False
     for c in spec.columns:

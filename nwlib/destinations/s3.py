@@ -202,13 +202,8 @@ class S3Destination:
             if spec.name == STATE_DIR or any(c in META_COLUMNS for c in spec.column_names):
                 raise SourceModelError(f"table {spec.name!r} uses a name nwlib's S3 layout reserves ({STATE_DIR}, {', '.join(META_COLUMNS)})",
                                        "rename it in the lake")
-            column = self.settings.partition_columns.get(spec.name)
-            if column and column not in spec.column_names:
-                raise SourceModelError(f"PARTITION_COLUMNS names {spec.name}.{column}, which does not exist", "fix PARTITION_COLUMNS")
             old = {c["name"]: c["type"] for c in tables.get(spec.name, {}).get("columns", [])}
-            if not old:
-                continue
-            mine, resend = column_changes(spec, old, spec.name in full_refresh)
+            mine, resend = column_changes(spec, old, spec.name in full_refresh, self.settings.partition_columns)
             if resend:
                 self._needs_full.add(spec.name)
             if mine:
