@@ -41,7 +41,7 @@ test-fast: $(STAMP)
 ## bench: the performance benchmark (writes data/runs/bench.json)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[bench]"
-	$(BIN)/python -m nwlib.bench
+	$(BIN)/python benchmarks/bench.py
 
 ## notebooks: run bootstrap.ipynb then sync.ipynb with papermill into data/runs/ (BOOTSTRAP_ARGS="-p scale 2 -p mutate_fraction 0.01" SYNC_ARGS="-p tables pedidos,clientes")
 notebooks: $(STAMP)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import NwError, VerifyMismatch
+from .errors import NwError, VerifyMismatch, first_line
 
 
 def _settings(args):
@@ -106,7 +106,7 @@ def cmd_status(args) -> int:
 def cmd_verify(args) -> int:
     from rich.table import Table
 
-    from .verify import verify
+    from .verification import verify
 
     s = _settings(args)
     tables = [x for x in (args.tables or "").split(",") if x.strip()] or None
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug in nwlib: one line unless debugging
         if os.environ.get("NW_DEBUG"):
             raise
-        print(f"nw: unexpected error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+        print(f"nw: unexpected error: {type(exc).__name__}: {first_line(exc)} "
               "(set NW_DEBUG=1 for the traceback and report it)", file=sys.stderr)
         return 70
 

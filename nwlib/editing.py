@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from . import lake
-from .errors import NwError
+from .errors import InputRejected
 from .model import TableSpec
 from .sql import ident
 
@@ -28,12 +28,6 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 TYPES = ("BIGINT", "INTEGER", "SMALLINT", "DOUBLE", "DECIMAL(18,2)", "DECIMAL(12,2)", "VARCHAR", "BOOLEAN", "DATE",
          "TIMESTAMP", "TIMESTAMPTZ", "UUID", "JSON")
 _DECIMAL_RE = re.compile(r"^DECIMAL\((\d{1,2}),(\d{1,2})\)$")
-
-
-class InputRejected(NwError):
-    """A change asked for in the dashboard is not valid (names the table/column and the fix)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

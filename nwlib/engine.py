@@ -15,12 +15,15 @@ from dataclasses import dataclass, replace
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from . import cdc, destinations, graph, lake
+from . import cdc, destinations, lake
 from .cdc import ChangeSet
-from .errors import ConfigError, DestinationError, LakeError, NwError, SourceModelError, SyncFailed
+from .destinations.base import Destination
+from .errors import DestinationError, NwError, SyncFailed
 from .keyset import KeySet, keyset_path
-from .ledger import new_run_id, now
-from .model import MERGE, Plan, SyncReport, TableReport, TableSpec, Watermark
+from .lake import open_lake, stream_connection
+from .model import FAILED, MERGE, OK, PLANNED, SKIPPED, Plan, SyncReport, TableReport, TableSpec, Watermark
+from .plan import read_plan
+from .records import new_run_id, now
 from .settings import Settings
 from .sql import ident
 from .typemap import send_expr
@@ -50,63 +53,6 @@ class ProgressSink:
             self._bar.close()
 
 
-def _select(specs: dict[str, TableSpec], tables: Iterable[str] | None) -> dict[str, TableSpec]:
-    if not tables:
-        return specs
-    wanted = [t.strip() for t in tables if t and t.strip()]
-    unknown = [t for t in wanted if t not in specs]
-    if unknown:
-        raise SourceModelError(f"table(s) not in the lake: {', '.join(unknown)}", f"choose from: {', '.join(specs) or 'none'}")
-    return {t: specs[t] for t in specs if t in wanted}
-
-
-def read_plan(settings: Settings, con: duckdb.DuckDBPyConnection, tables: Iterable[str] | None = None,
-              full_refresh: bool = False) -> Plan:
-    specs = lake.read_specs(con, settings.incremental_columns, settings.append_only_tables, settings.full_replace_tables)
-    chosen = _select(specs, tables)
-    refresh = frozenset(chosen) if (full_refresh or settings.truncate_before_load) else frozenset()
-    return Plan(graph.load_steps(chosen.values()), chosen, refresh)
-
-
-STREAM_MEMORY_LIMIT = "64MB"
-
-
-def _set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
-    con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
-
-
-@contextlib.contextmanager
-def open_lake(settings: Settings, memory_limit: str | None = None):
-    """The lake, read-only, with a small memory budget unless ``memory_limit`` says otherwise.
-
-    A sync reads and streams at 64MB (DuckDB would otherwise cache lake blocks up to its
-    limit, so memory would grow with the tables); it raises the budget to
-    DUCKDB_MEMORY_LIMIT only for the joins of delete reconciliation.  Verify joins from the start.
-    """
-    con = lake.connect(settings.duckdb_path, read_only=True)
-    try:
-        spill = settings.destination_path / ".nw" / "tmp"
-        _set_memory(con, settings.duckdb_memory_limit)  # a malformed value fails here, before any work
-        _set_memory(con, memory_limit or STREAM_MEMORY_LIMIT)
-        con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
-    except duckdb.Error as exc:
-        con.close()
-        raise ConfigError(f"DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit!r} is not valid ({str(exc).splitlines()[0]})",
-                          "use a size such as 256MB or 2GB") from None
-    try:
-        yield con
-    except duckdb.IOException as exc:
-        # The header opened but a block did not read back: a truncated or damaged file (or a full disk).
-        raise LakeError(f"DuckDB could not read a file while using the lake {settings.duckdb_path}: {str(exc).splitlines()[0]}",
-                        "if that file is the lake it is truncated or damaged: restore it or run `nw bootstrap`; "
-                        "otherwise check free disk space under DESTINATION_PATH") from None
-    except duckdb.OutOfMemoryException as exc:
-        raise ConfigError(f"DuckDB needed more memory than DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit}",
-                          "raise DUCKDB_MEMORY_LIMIT (e.g. 512MB) and rerun; committed tables are kept, the rest resumes") from exc
-    finally:
-        con.close()
-
-
 def _retrying(settings: Settings) -> Retrying:
     return Retrying(
         stop=stop_after_attempt(settings.max_retries + 1),
@@ -120,7 +66,7 @@ def _retrying(settings: Settings) -> Retrying:
 class _Run:
     settings: Settings
     con: duckdb.DuckDBPyConnection
-    dest: object
+    dest: Destination
     plan: Plan
     run_id: str
     progress: ProgressSink
@@ -135,7 +81,7 @@ class _Run:
 
 
 def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: bool = False,
-         dry_run: bool = False, show_progress: bool = True, destination=None,
+         dry_run: bool = False, show_progress: bool = True, destination: Destination | None = None,
          progress: ProgressFactory | None = None) -> SyncReport:
     """Run one sync; returns the report (``report.ok`` says if every table made it).
 
@@ -156,7 +102,7 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
                 dest.close()
 
 
-def _dry_run(settings, con, dest, plan: Plan, run_id: str) -> SyncReport:
+def _dry_run(settings: Settings, con: duckdb.DuckDBPyConnection, dest: Destination, plan: Plan, run_id: str) -> SyncReport:
     states = dest.states(plan.order)
     reports = []
     for name in plan.order:
@@ -164,12 +110,12 @@ def _dry_run(settings, con, dest, plan: Plan, run_id: str) -> SyncReport:
         full = name in plan.full_refresh or not states[name].loaded
         cs = cdc.change_set(con, spec, Watermark() if full else states[name].watermark, settings.cdc_lookback_seconds, full,
                             dest.capabilities.append_replaces_tail)
-        reports.append(TableReport(name, spec.mode + (" full" if cs.full else " incremental"), "planned", inserted=cs.rows,
+        reports.append(TableReport(name, spec.mode + (" full" if cs.full else " incremental"), PLANNED, inserted=cs.rows,
                                    watermark_before=cs.watermark_before, watermark_after=cs.watermark_after))
     return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True)
 
 
-def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
+def _sync(settings: Settings, con: duckdb.DuckDBPyConnection, dest: Destination, plan: Plan, run_id: str, show_progress: bool,
           make_progress: ProgressFactory | None = None) -> SyncReport:
     specs = [plan.specs[t] for t in plan.order]
     schema_changes = _retrying(settings)(lambda: dest.prepare(specs, plan.full_refresh))
@@ -184,23 +130,16 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
     total = sum(c.rows for c in changes.values())
     progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
     keys = KeySet(con, keyset_path(settings.destination_path, dest.describe()), settings.duckdb_memory_limit)
-    run = _Run(settings, con, dest, plan, run_id, progress, keys, _stream_connection(settings))
+    run = _Run(settings, con, dest, plan, run_id, progress, keys, stream_connection(settings))
     reports: dict[str, TableReport] = {}
     try:
         for step in plan.steps:
             _load_step(run, step.tables, changes, reports, schema_changes)
-        if hasattr(dest, "ensure_foreign_keys"):
-            try:
-                for table, note in run.call(dest.ensure_foreign_keys) or ():
-                    reports[table] = replace(reports[table], schema_changes=reports[table].schema_changes + (note,))
-                    run.call(lambda: dest.note_schema_changes(run.run_id, table, (note,)))  # noqa: B023 (called at once)
-            except NwError as exc:
-                for name in plan.order:
-                    if reports[name].status == "ok":
-                        reports[name] = replace(reports[name], status="failed", error=f"foreign keys: {exc}")
+        if dest.capabilities.foreign_keys:
+            _foreign_keys(run, reports)
         for step in reversed(plan.steps):
-            names = [n for n in step.tables if reports[n].status == "ok" and plan.specs[n].mode == MERGE]
-            if len(names) > 1 and hasattr(dest, "transaction"):
+            names = [n for n in step.tables if reports[n].status == OK and plan.specs[n].mode == MERGE]
+            if len(names) > 1 and dest.capabilities.joint_transactions:
                 _reconcile_cycle(run, names, reports)
             else:
                 for name in names:
@@ -212,30 +151,28 @@ def _sync(settings, con, dest, plan: Plan, run_id: str, show_progress: bool,
     return SyncReport(run_id, dest.capabilities.name, tuple(reports[t] for t in plan.order))
 
 
-def _stream_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """A second, small-budget view of the lake used only to stream rows out.
-
-    Streaming needs no cache, and DuckDB caches every block it reads up to its memory
-    limit: a separate instance capped at 64MB keeps a sync's memory flat in table size,
-    while joins (deletes, verify) keep DUCKDB_MEMORY_LIMIT on the main connection.
-    """
-    con = lake.connect(settings.duckdb_path, read_only=True)
-    _set_memory(con, STREAM_MEMORY_LIMIT)
-    con.execute(f"SET temp_directory = '{str(settings.destination_path / '.nw' / 'tmp').replace(chr(39), chr(39) * 2)}'")
-    return con
+def _foreign_keys(run: _Run, reports: dict[str, TableReport]) -> None:
+    """Create the lake's foreign keys; a failure fails every table that loaded (their FKs are missing)."""
+    try:
+        for table, note in run.call(run.dest.ensure_foreign_keys) or ():
+            reports[table] = replace(reports[table], schema_changes=reports[table].schema_changes + (note,))
+            run.call(lambda: run.dest.note_schema_changes(run.run_id, table, (note,)))  # noqa: B023 (called at once)
+    except NwError as exc:
+        for name in run.plan.order:
+            if reports[name].status == OK:
+                reports[name] = replace(reports[name], status=FAILED, error=f"foreign keys: {exc}")
 
 
 def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_changes) -> None:
     plan, dest = run.plan, run.dest
     started = now()
     blocked = [fk.ref_table for t in tables for fk in plan.specs[t].foreign_keys
-               if fk.ref_table in reports and reports[fk.ref_table].status != "ok"]
+               if fk.ref_table in reports and reports[fk.ref_table].status != OK]
     if blocked:
         for t in tables:
-            reports[t] = TableReport(t, plan.specs[t].mode, "skipped", started_at=started, finished_at=now(),
+            reports[t] = TableReport(t, plan.specs[t].mode, SKIPPED, started_at=started, finished_at=now(),
                                      error=f"skipped: parent table {blocked[0]} did not load")
-            if hasattr(dest, "record_skipped"):
-                dest.record_skipped(run.run_id, t, plan.specs[t].mode, reports[t].error)
+            dest.record_skipped(run.run_id, t, plan.specs[t].mode, reports[t].error)
         return
     step_changes = [changes[t] for t in tables]
     for t in tables:
@@ -246,7 +183,7 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
         error = _explain(run, [cs.spec for cs in step_changes], exc)
         for cs in step_changes:
             dest.record_failure(run.run_id, cs.spec.name, cs.spec.mode, error)
-            reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode, "failed", watermark_before=cs.watermark_before,
+            reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode, FAILED, watermark_before=cs.watermark_before,
                                                 watermark_after=cs.watermark_before, started_at=started, finished_at=now(), error=error)
         return
     for cs in step_changes:
@@ -257,9 +194,9 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
                 run.keys.add(cs.spec, cs.where, cs.params)
         r = results[cs.spec.name]
         notes = tuple(schema_changes.get(cs.spec.name, ())) + r.schema_changes
-        if notes and hasattr(dest, "note_schema_changes"):
+        if notes:
             run.call(lambda: dest.note_schema_changes(run.run_id, cs.spec.name, notes))  # noqa: B023 (called at once)
-        reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), "ok",
+        reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), OK,
                                             r.inserted, r.updated, 0, cs.watermark_before, cs.watermark_after,
                                             started, now(), None, notes)
 
@@ -288,7 +225,7 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
         actual = run.call(lambda: dest.states([spec.name]))[spec.name].row_count
         if actual == lake_rows:
             return report
-        _set_memory(con, run.settings.duckdb_memory_limit)  # room for the key joins (kept to the end of the run)
+        lake.raise_memory(con, run.settings)  # room for the key joins (kept to the end of the run)
         if actual < lake_rows:
             # Rows arrived with timestamps older than the cursor: re-merge the whole table.
             cs = cdc.change_set(con, spec, Watermark(), run.settings.cdc_lookback_seconds, full=True)
@@ -316,14 +253,13 @@ def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
             deleted, actual = deleted + n, actual - n
             if keys is not None:
                 keys.rebuild(spec)
-        if hasattr(dest, "set_row_count"):
-            run.call(lambda: dest.set_row_count(spec.name, lake_rows))
+        run.call(lambda: dest.set_row_count(spec.name, lake_rows))
         return replace(report, deleted=report.deleted + deleted, finished_at=now())
     except NwError as exc:
         error = _explain(run, [spec], exc)  # the full re-merge meets duplicate keys too
         error = f"deletes: {exc}" if error == str(exc) else error
         dest.record_failure(run.run_id, spec.name, "merge deletes", error)
-        return replace(report, status="failed", error=error, finished_at=now())
+        return replace(report, status=FAILED, error=error, finished_at=now())
 
 
 class _RollBack(Exception):
@@ -338,13 +274,13 @@ def _reconcile_cycle(run: _Run, names: Sequence[str], reports: dict[str, TableRe
         with run.dest.transaction():
             for name in names:
                 reports[name] = _reconcile(run, run.plan.specs[name], reports[name])
-            if any(reports[n].status == "failed" for n in names):
+            if any(reports[n].status == FAILED for n in names):
                 raise _RollBack
     except (NwError, _RollBack) as exc:
-        error = next((reports[n].error for n in names if reports[n].status == "failed"), None) if isinstance(exc, _RollBack) else f"deletes: {exc}"
+        error = next((reports[n].error for n in names if reports[n].status == FAILED), None) if isinstance(exc, _RollBack) else f"deletes: {exc}"
         for name in names:
             run.dest.record_failure(run.run_id, name, "merge deletes", error)
-            reports[name] = replace(before[name], status="failed", error=error, finished_at=now())
+            reports[name] = replace(before[name], status=FAILED, error=error, finished_at=now())
         if run.keys is not None:
             for name in names:
                 run.keys.forget(run.plan.specs[name])  # it may list deletes that were rolled back

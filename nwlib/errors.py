@@ -58,6 +58,12 @@ class SyncInProgress(NwError):
     exit_code = 6
 
 
+class InputRejected(NwError):
+    """Input typed into the dashboard or a notebook (a row, a filter, a table) is not valid; names what and the fix."""
+
+    exit_code = 2
+
+
 class MissingDependency(NwError):
     """An optional driver is not installed."""
 
@@ -74,6 +80,15 @@ class VerifyMismatch(NwError):
     """``nw verify`` found a difference between the lake and the destination."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException | str) -> str:
+    """The first non-empty line of an error's text (drivers put details on later lines), or its type name."""
+    text = exc if isinstance(exc, str) else str(exc)
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return "" if isinstance(exc, str) else type(exc).__name__
 
 
 def missing_dependency(package: str, extra: str | None = None) -> MissingDependency:

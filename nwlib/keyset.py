@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from .lake import LAKE_ALIAS
 from .model import TableSpec
 from .sql import ident
 
@@ -31,10 +32,12 @@ def keyset_path(destination_path: Path, destination_id: str) -> Path:
 
 
 class KeySet:
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, room: str | None = None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, room: str | None = None, lake_alias: str = LAKE_ALIAS):
         """``room``: the memory limit the record is written with (kept for the rest of the run:
-        DuckDB cannot always shrink back once blocks are pinned)."""
+        DuckDB cannot always shrink back once blocks are pinned); ``lake_alias``: the name the
+        lake is attached under in ``con``."""
         self.con = con
+        self.lake_alias = lake_alias
         self.path = path
         self.room = room
         self.attached = False
@@ -53,6 +56,9 @@ class KeySet:
     def _table(self, spec: TableSpec) -> str:
         return f"{ALIAS}.main.{ident(spec.name)}"
 
+    def _lake(self, spec: TableSpec) -> str:
+        return f"{ident(self.lake_alias)}.main.{ident(spec.name)}"
+
     def has(self, spec: TableSpec) -> bool:
         if not self.attached:
             return False
@@ -61,10 +67,10 @@ class KeySet:
 
     def gone_sql(self, spec: TableSpec) -> str:
         """Keys remembered as in the destination but no longer in the lake."""
-        # EXCEPT, not NOT EXISTS: DuckDB's anti-join cannot spill and ran out of the default
-        # 64MB DUCKDB_MEMORY_LIMIT on 3M keys (scale 100); EXCEPT spills and takes 0.16 s there.
+        # EXCEPT, not NOT EXISTS: DuckDB's anti-join cannot spill and ran out of a 64MB
+        # memory limit on 3M keys (scale 100); EXCEPT spills and takes 0.16 s there.
         keys = ", ".join(ident(c) for c in spec.primary_key)
-        return f"SELECT {keys} FROM {self._table(spec)} EXCEPT SELECT {keys} FROM lake.main.{ident(spec.name)}"
+        return f"SELECT {keys} FROM {self._table(spec)} EXCEPT SELECT {keys} FROM {self._lake(spec)}"
 
     @contextlib.contextmanager
     def _writing(self):
@@ -78,7 +84,7 @@ class KeySet:
             return
         keys = ", ".join(ident(k) for k in spec.primary_key)
         with self._writing():
-            self.con.execute(f"CREATE OR REPLACE TABLE {self._table(spec)} AS SELECT {keys} FROM lake.main.{ident(spec.name)}")
+            self.con.execute(f"CREATE OR REPLACE TABLE {self._table(spec)} AS SELECT {keys} FROM {self._lake(spec)}")
             self._flush()
 
     def _flush(self) -> None:
@@ -96,7 +102,7 @@ class KeySet:
         if not self.has(spec):
             return
         keys = ", ".join(ident(c) for c in spec.primary_key)
-        lake_table = f"lake.main.{ident(spec.name)}"
+        lake_table = self._lake(spec)
         with self._writing():
             self.con.execute(f"INSERT INTO {self._table(spec)} SELECT {keys} FROM {lake_table} {where}", list(params))
             self._flush()

@@ -1,68 +1,42 @@
-"""The run ledger: what ``controle_cargas`` records for every table of every run.
+"""The run history read back: ``controle_cargas`` rows grouped into runs.
 
-The seed's per-table columns (``tabela_nome``, ``ultima_carga``,
-``linhas_carregadas``) are kept; the rest make it a full history.  Every
-destination stores the same fields, each in its own way (a PostgreSQL table,
-JSON lines in S3, a Delta table).  ``ultima_carga`` is when that table's load
-committed; ``linhas_carregadas`` is rows inserted + updated.
+Every destination returns its ledger rows with ``history()`` (format in
+:mod:`nwlib.records`); this module turns them into one summary per run, as the
+dashboard's History shows them.
 """
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import datetime
 
-from .model import TableReport
-
-LEDGER_TABLE = "controle_cargas"
-STATE_TABLE = "nw_estado"
-
-# name → PostgreSQL type, in column order.
-LEDGER_COLUMNS: dict[str, str] = {
-    "run_id": "text NOT NULL",
-    "tabela_nome": "text NOT NULL",
-    "modo": "text NOT NULL",
-    "status": "text NOT NULL",
-    "linhas_inseridas": "bigint NOT NULL DEFAULT 0",
-    "linhas_atualizadas": "bigint NOT NULL DEFAULT 0",
-    "linhas_excluidas": "bigint NOT NULL DEFAULT 0",
-    "linhas_carregadas": "bigint NOT NULL DEFAULT 0",
-    "watermark_antes": "jsonb",
-    "watermark_depois": "jsonb",
-    "iniciado_em": "timestamptz",
-    "finalizado_em": "timestamptz",
-    "ultima_carga": "timestamptz",
-    "erro": "text",
-    "mudancas_schema": "text",
-}
+from .model import FAILED, OK
 
 
-def new_run_id() -> str:
-    # Microseconds in the stamp: run ids sort in the order the runs started.
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+def runs_from_history(history: Sequence[dict]) -> list[dict]:
+    """controle_cargas rows grouped into runs (one per ``run_id``), newest first.
 
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def ledger_row(run_id: str, r: TableReport) -> dict:
-    """One ``controle_cargas`` row for a table report (JSON-able values)."""
-    return {
-        "run_id": run_id,
-        "tabela_nome": r.table,
-        "modo": r.mode,
-        "status": r.status,
-        "linhas_inseridas": r.inserted,
-        "linhas_atualizadas": r.updated,
-        "linhas_excluidas": r.deleted,
-        "linhas_carregadas": r.inserted + r.updated,
-        "watermark_antes": json.dumps(r.watermark_before.to_json()),
-        "watermark_depois": json.dumps(r.watermark_after.to_json()),
-        "iniciado_em": r.started_at,
-        "finalizado_em": r.finished_at,
-        "ultima_carga": r.finished_at if r.status == "ok" else None,
-        "erro": r.error,
-        "mudancas_schema": "; ".join(r.schema_changes) or None,
-    }
+    ``tables`` counts distinct tables: a run may add a row for a table's deletes
+    or schema notes beside its load row."""
+    runs: dict[str, dict] = {}
+    names: dict[str, set] = {}
+    for h in history:
+        rid = h.get("run_id")
+        r = runs.setdefault(rid, {"run_id": rid, "started": None, "finished": None, "tables": 0,
+                                  "inserted": 0, "updated": 0, "deleted": 0, "failed": 0})
+        names.setdefault(rid, set()).add(h.get("tabela_nome"))
+        for k, col in (("inserted", "linhas_inseridas"), ("updated", "linhas_atualizadas"), ("deleted", "linhas_excluidas")):
+            r[k] += int(h.get(col) or 0)
+        r["failed"] += h.get("status") == FAILED
+        s, f = h.get("iniciado_em"), h.get("finalizado_em")
+        if s and (r["started"] is None or s < r["started"]):
+            r["started"] = s
+        if f and (r["finished"] is None or f > r["finished"]):
+            r["finished"] = f
+    out = []
+    for rid, r in runs.items():
+        r["tables"] = len(names[rid])
+        r["seconds"] = (r["finished"] - r["started"]).total_seconds() if r["started"] and r["finished"] else None
+        r["status"] = FAILED if r["failed"] else OK
+        out.append(r)
+    out.sort(key=lambda r: r["finished"] or r["started"] or datetime.min, reverse=True)
+    return out

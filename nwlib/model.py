@@ -35,6 +35,13 @@ APPEND = "append"          # no key: only rows past the watermark are appended
 REPLACE = "replace"        # no key: the whole table is replaced each run
 MODES = (MERGE, APPEND, REPLACE)
 
+# What happened to a table in a run (TableReport.status, controle_cargas.status).
+OK = "ok"                  # its rows (and deletes) are durable
+FAILED = "failed"          # nothing of this run's step for it is kept; `erro` says why
+SKIPPED = "skipped"        # not attempted: a parent table failed
+PLANNED = "planned"        # dry run: what a sync would send
+STATUSES = (OK, FAILED, SKIPPED, PLANNED)
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -117,7 +124,7 @@ class Plan:
 class TableReport:
     table: str
     mode: str
-    status: str                       # ok | failed | skipped
+    status: str                       # one of STATUSES
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
@@ -148,8 +155,8 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return all(t.status != "failed" for t in self.tables)
+        return all(t.status != FAILED for t in self.tables)
 
     @property
     def failed(self) -> tuple[TableReport, ...]:
-        return tuple(t for t in self.tables if t.status == "failed")
+        return tuple(t for t in self.tables if t.status == FAILED)

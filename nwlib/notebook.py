@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .model import SyncReport
+from .model import FAILED, SyncReport
 from .settings import Settings, load_settings
 
 
@@ -61,7 +61,7 @@ def rows_moved_chart(report: SyncReport, title: str | None = None):
     fig = go.Figure()
     for label, attr, color in (("inserted", "inserted", "#2e7d32"), ("updated", "updated", "#1565c0"), ("deleted", "deleted", "#c62828")):
         fig.add_bar(name=label, x=names, y=[getattr(t, attr) for t in report.tables], marker_color=color)
-    failed = [t.table for t in report.tables if t.status == "failed"]
+    failed = [t.table for t in report.tables if t.status == FAILED]
     fig.update_layout(barmode="stack", height=320, margin=dict(l=40, r=20, t=50, b=40),
                       title=title or (f"rows {'planned' if report.dry_run else 'moved'} per table (run {report.run_id})"
                                       + (f" — FAILED: {', '.join(failed)}" if failed else "")),
@@ -79,7 +79,7 @@ def explore_connection(duckdb_path: str | Path | None = None):
     import duckdb
 
     from . import lake
-    from .errors import LakeError
+    from .errors import LakeError, first_line
 
     os.environ.setdefault("PLOOMBER_STATS_ENABLED", "false")  # jupysql's telemetry: no network calls
     settings = load(duckdb_path=str(duckdb_path) if duckdb_path else None)
@@ -87,7 +87,7 @@ def explore_connection(duckdb_path: str | Path | None = None):
     try:
         con = duckdb.connect(str(settings.duckdb_path), read_only=True)
     except duckdb.Error as exc:
-        raise LakeError(f"cannot open lake file {settings.duckdb_path}: {str(exc).splitlines()[0]}",
+        raise LakeError(f"cannot open lake file {settings.duckdb_path}: {first_line(exc)}",
                         "close the process writing it (a running `nw bootstrap`) and retry") from None
     con.execute("SET TimeZone = 'UTC'")
     return con

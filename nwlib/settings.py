@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 from .errors import ConfigError
 
+# The valid DESTINATION_TYPE values (the registry in nwlib.destinations has exactly these keys: a test checks it).
+DESTINATION_TYPES = ("POSTGRES", "S3", "DELTA", "DATABRICKS")
 DESTINATION_ALIASES = {"SUPABASE": "POSTGRES", "POSTGRESQL": "POSTGRES", "PG": "POSTGRES"}
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -158,12 +160,10 @@ def _pairs(name: str, raw: str) -> dict[str, str]:
 
 
 def _destination(name: str, raw: str) -> str:
-    from .destinations import REGISTRY  # the registry is the single list of valid keys
-
     key = raw.strip().upper()
     key = DESTINATION_ALIASES.get(key, key)
-    if key not in REGISTRY:
-        valid = ", ".join(sorted(REGISTRY) + sorted(DESTINATION_ALIASES))
+    if key not in DESTINATION_TYPES:
+        valid = ", ".join(sorted(DESTINATION_TYPES) + sorted(DESTINATION_ALIASES))
         raise ConfigError(f"{name}={raw!r} is not a known destination", f"use one of: {valid}")
     return key
 

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from . import destinations, lake
-from .engine import open_lake, read_plan
+from .destinations.base import Destination
+from .lake import open_lake
+from .plan import read_plan
 from .settings import Settings
 from .sql import ident
 
@@ -38,7 +40,7 @@ def _lag(source_max, watermark) -> float | None:
         return None
 
 
-def status(settings: Settings, destination=None, history_limit: int = 50) -> Status:
+def status(settings: Settings, destination: Destination | None = None, history_limit: int = 50) -> Status:
     with open_lake(settings) as con:
         plan = read_plan(settings, con)
         dest = destination or destinations.create(settings)

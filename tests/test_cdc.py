@@ -11,7 +11,7 @@ import pytest
 
 from nwlib.engine import sync
 from nwlib.errors import SourceModelError
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 from lakesql import lake_sql as lake
 

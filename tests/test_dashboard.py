@@ -79,26 +79,26 @@ def test_data_tab_pages_by_key_and_filters_with_parameters(settings, lake_path):
     board = dashboard.Dashboard(settings, page_size=7)
     board.refresh()
     board.tab.selected_index = 1
-    board.data_table.value = "pedidos"
+    board.data.table.value = "pedidos"
     total = _lake_scalar(lake_path, "SELECT count(*) FROM pedidos")
     seen = []
     for _ in range(total // 7 + 2):
-        seen += [int(x) for x in _ids(board.data_rows.value)]
-        if board.data_next.disabled:
+        seen += [int(x) for x in _ids(board.data.rows.value)]
+        if board.data.next.disabled:
             break
-        board.data_next.click()
+        board.data.next.click()
     assert sorted(seen) == seen and len(seen) == len(set(seen)) == total
-    board.data_prev.click()
-    assert f"page {-(-total // 7) - 1:,} of" in board.data_info.value
+    board.data.prev.click()
+    assert f"page {-(-total // 7) - 1:,} of" in board.data.info.value
 
-    board.data_column.value, board.data_op.value, board.data_value.value = "status", "=", "pago"
-    board.data_apply.click()
-    assert f"of {_lake_scalar(lake_path, 'SELECT count(*) FROM pedidos WHERE status = ?', ['pago']):,}" in board.data_info.value
-    board.data_column.value, board.data_value.value = "id_pedido", "1' OR '1'='1"
-    board.data_apply.click()
-    assert "cannot be compared with pedidos.id_pedido (BIGINT)" in board.data_msg.value and board.data_rows.value == ""
+    board.data.column.value, board.data.op.value, board.data.value.value = "status", "=", "pago"
+    board.data.apply.click()
+    assert f"of {_lake_scalar(lake_path, 'SELECT count(*) FROM pedidos WHERE status = ?', ['pago']):,}" in board.data.info.value
+    board.data.column.value, board.data.value.value = "id_pedido", "1' OR '1'='1"
+    board.data.apply.click()
+    assert "cannot be compared with pedidos.id_pedido (BIGINT)" in board.data.msg.value and board.data.rows.value == ""
     for marker in ("PK", "FK → clientes.id_cliente", "incremental"):
-        assert marker in board.data_schema.value
+        assert marker in board.data.schema.value
 
 
 def _ids(table_html: str) -> list[str]:
@@ -111,7 +111,7 @@ def test_fk_graph_levels_follow_load_order(settings, lake_path):
     bootstrap(lake_path, scale=0.02, seed=2)
     con = lake.connect(lake_path, read_only=True)
     try:
-        from nwlib.engine import read_plan
+        from nwlib.plan import read_plan
 
         plan = read_plan(settings, con)
     finally:

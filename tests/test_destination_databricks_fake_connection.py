@@ -19,7 +19,7 @@ from nwlib.destinations.delta import read_table
 from nwlib.engine import sync
 from nwlib.errors import ConfigError, DestinationError
 from nwlib.settings import load_settings
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 
 class RecordingFakeConnection:

@@ -13,12 +13,14 @@ from nwlib.bootstrap import PRIMARY_KEYS, bootstrap, mutate
 from nwlib.cdc import change_set
 from nwlib.destinations import create
 from nwlib.destinations.delta import DeltaDestination, read_table
-from nwlib.engine import open_lake, read_plan, sync
+from nwlib.engine import sync
+from nwlib.lake import open_lake
+from nwlib.plan import read_plan
 from nwlib.errors import DestinationError, SyncInProgress
 from nwlib.model import Watermark
 from nwlib.settings import load_settings
 from nwlib.status import status
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -18,7 +18,7 @@ from nwlib.engine import sync
 from nwlib.errors import DestinationError, SyncInProgress
 from nwlib.settings import load_settings
 from nwlib.status import status
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 PART = re.compile(r"^raw/(\w+)/dt=\d{4}-\d{2}-\d{2}/run=[0-9TZ]+-[0-9a-f]{8}/part-\d{8}-\d{4}\.parquet$")
 

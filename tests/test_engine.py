@@ -15,7 +15,7 @@ from clirun import env_for, start_nw
 from nwlib.bootstrap import PRIMARY_KEYS, bootstrap, mutate
 from nwlib.destinations.postgres import PostgresDestination
 from nwlib.engine import sync
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 
 def ok_rows(pg_url, schema) -> int:

@@ -5,7 +5,7 @@ import duckdb
 import pytest
 
 from nwlib.engine import sync
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 
 def _lake(path, n=500):

@@ -8,7 +8,7 @@ import pytest
 from nwlib.engine import sync
 from nwlib.errors import SyncFailed
 from nwlib.engine import raise_for_failures
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 from lakesql import lake_sql as lake
 

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from nwlib import lake
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

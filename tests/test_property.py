@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from nwlib.engine import sync
 from nwlib.settings import load_settings
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 T0 = datetime(2025, 1, 1)
 LATE = 3600          # the latest a row is stamped behind the newest one, in seconds

@@ -11,7 +11,7 @@ from nwlib import destinations
 from nwlib.bootstrap import bootstrap, mutate
 from nwlib.engine import sync
 from nwlib.errors import SyncInProgress
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 
 def lock_holders(pg) -> int:

@@ -24,7 +24,7 @@ from tcp_proxy import TcpProxy, proxy_target, through
 
 from nwlib.bootstrap import PER_SCALE, bootstrap, mutate
 from nwlib.engine import sync
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 
 def assert_equal(settings, **kw):
@@ -87,7 +87,8 @@ def test_killed_between_add_column_and_reload_still_converges(make_settings):
     assert sync(settings, show_progress=False).ok
     with duckdb.connect(str(settings.duckdb_path)) as con:
         con.execute("ALTER TABLE clientes ADD COLUMN pontos INTEGER DEFAULT 7")
-    from nwlib.engine import open_lake, read_plan
+    from nwlib.lake import open_lake
+    from nwlib.plan import read_plan
     with open_lake(settings) as con:
         plan = read_plan(settings, con)
     dest = destinations.create(settings)

@@ -6,7 +6,7 @@ import pytest
 from clirun import env_for, one_line_error, run_nw
 
 from nwlib.engine import sync
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 from lakesql import lake_sql
 

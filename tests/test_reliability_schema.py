@@ -7,7 +7,7 @@ from clirun import env_for, one_line_error, run_nw
 from lakesql import lake_sql
 
 from nwlib.engine import sync
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 T0 = "TIMESTAMP '2025-01-01 00:00:00'"
 

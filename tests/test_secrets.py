@@ -22,7 +22,7 @@ from nwlib.engine import sync
 from nwlib.errors import NwError
 from nwlib.settings import describe, load_settings
 from nwlib.status import status
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 PASSWORD = "Tr0ub4dor&3-" + uuid.uuid4().hex[:8] + "!x"
 WRONG = "Wr0ng-" + uuid.uuid4().hex[:8]

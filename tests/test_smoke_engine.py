@@ -1,7 +1,7 @@
 """End to end on the sample lake: bootstrap → sync → mutate → sync → verify equal."""
 from nwlib.bootstrap import bootstrap, mutate
 from nwlib.engine import sync
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 
 def test_sample_lake_round_trip(settings):

@@ -17,7 +17,7 @@ import pytest
 from nwlib.engine import sync
 from nwlib.sql import ident, idents, qualified
 from nwlib.typemap import pg_type
-from nwlib.verify import verify
+from nwlib.verification import verify
 
 # column → DuckDB type, in table order (id and updated_at are added around them)
 TYPES = {

@@ -2,18 +2,22 @@
 
 The engine owns the order, the change sets, retries and reporting; a
 destination owns how rows, watermarks and the ledger are made durable
-*together*.  Limits are data (:class:`Capabilities`), not if-branches.
+*together*.  :class:`Destination` declares every method the engine, ``nw
+verify``, ``nw status`` and the dashboard call; :class:`BaseDestination` gives
+the ones a destination may lack a harmless default.  What a destination can do
+is data (:class:`Capabilities`), read by the engine: never ``hasattr``.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ContextManager, Protocol
+from typing import ContextManager, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from ..cdc import ChangeSet
-from ..model import TableSpec, TableState
+from ..model import FAILED, SKIPPED, TableSpec, TableState
 
 Progress = Callable[[str, int], None]        # (table, rows just sent)
 ReaderFactory = Callable[[ChangeSet], pa.RecordBatchReader]
@@ -21,13 +25,12 @@ ReaderFactory = Callable[[ChangeSet], pa.RecordBatchReader]
 
 @dataclass(frozen=True)
 class Capabilities:
-    name: str
-    max_identifier_length: int | None = None
-    transactional: bool = True
-    merge_strategies: tuple[str, ...] = ("merge", "append", "replace")
-    foreign_keys: bool = False
-    state_location: str = ""
-    append_replaces_tail: bool = False   # can delete an append-only table's rows from a value on (see cdc)
+    """What the engine may ask of a destination."""
+
+    name: str                            # DESTINATION_TYPE, shown in reports
+    foreign_keys: bool = False           # it enforces the lake's FKs: the engine calls ensure_foreign_keys()
+    joint_transactions: bool = False     # transaction() makes several calls one (the deletes of an FK cycle)
+    append_replaces_tail: bool = False   # it can delete an append-only table's rows from a value on (see cdc)
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,9 @@ class LoadResult:
     schema_changes: tuple[str, ...] = ()
 
 
+@runtime_checkable
 class Destination(Protocol):
-    """What the engine, ``nw verify`` and ``nw status`` call.
-
-    Optional: ``ensure_foreign_keys()`` (create the lake's FKs),
-    ``note_schema_changes(run_id, table, notes)`` (add notes to the ledger) and
-    ``transaction()`` (a context manager making the calls inside it one
-    transaction: the deletes of an FK cycle); the engine calls them only when present."""
+    """What the engine, ``nw verify``, ``nw status`` and the dashboard call on a destination."""
 
     capabilities: Capabilities
 
@@ -57,7 +56,7 @@ class Destination(Protocol):
         """Round-trip latency in seconds; raises DestinationError when down."""
 
     def states(self, tables: Sequence[str]) -> dict[str, TableState]:
-        """What the destination remembers of each table (missing → empty state)."""
+        """What the destination remembers of each table (missing → empty state). Creates nothing."""
 
     def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str]) -> dict[str, tuple[str, ...]]:
         """Create or evolve tables; returns the schema changes made per table.
@@ -71,6 +70,15 @@ class Destination(Protocol):
     def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
         """Apply the change sets of one step, their watermarks and ledger rows, atomically."""
 
+    def ensure_foreign_keys(self) -> Sequence[tuple[str, str]]:
+        """Create the lake's foreign keys the destination lacks; returns (table, what was added)."""
+
+    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
+        """Add schema-change notes to the run's ledger row for ``table``."""
+
+    def transaction(self) -> ContextManager[None]:
+        """Make the calls inside one transaction (used when ``capabilities.joint_transactions``)."""
+
     def row_count(self, table: str) -> int:
         """The table's rows, counted now (the engine checks its bookkeeping with it)."""
 
@@ -83,8 +91,11 @@ class Destination(Protocol):
     def set_row_count(self, table: str, n: int) -> None:
         """Record the table's row count after reconciliation (a no-op where the count is derived)."""
 
-    def record_failure(self, run_id: str, table: str, mode: str, error: str) -> None:
-        """Append a failed row to the ledger (best effort)."""
+    def record_failure(self, run_id: str, table: str, mode: str, error: str, status: str = FAILED) -> None:
+        """Append a failed (or skipped) row to the ledger (best effort: never raises)."""
+
+    def record_skipped(self, run_id: str, table: str, mode: str, reason: str) -> None:
+        """A ledger row for a table the run did not attempt because a parent failed."""
 
     def history(self, limit: int = 200) -> list[dict]:
         """Ledger rows, newest first."""
@@ -93,4 +104,29 @@ class Destination(Protocol):
         """Every row of a table, as canonical text or columns DuckDB can CAST to the lake types (for verify)."""
 
     def close(self) -> None:
-        ...
+        """Release connections and temporary files."""
+
+
+class BaseDestination:
+    """Defaults for the parts of :class:`Destination` a destination may not need."""
+
+    capabilities: Capabilities
+
+    def ensure_foreign_keys(self) -> Sequence[tuple[str, str]]:
+        return ()
+
+    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
+        return None
+
+    def transaction(self) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def set_row_count(self, table: str, n: int) -> None:
+        return None
+
+    def record_skipped(self, run_id: str, table: str, mode: str, reason: str) -> None:
+        # Every destination writes its own record_failure (see Destination); a skipped row is one with another status.
+        self.record_failure(run_id, table, mode, reason, status=SKIPPED)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        return None

@@ -15,16 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..cdc import ChangeSet
-from ..errors import ConfigError, DestinationError, missing_dependency
-from ..ledger import LEDGER_TABLE
+from ..errors import ConfigError, DestinationError, first_line, missing_dependency
 from ..model import TableSpec
+from ..records import LEDGER_TABLE
 from ..settings import Settings
 from .base import Capabilities, LoadResult, Progress, ReaderFactory
 from .delta import DeltaDestination
-from .objectstore import first_line
 
-CAPABILITIES = Capabilities(name="DATABRICKS", transactional=True, merge_strategies=("merge", "append", "replace"),
-                            foreign_keys=False, state_location="Delta commit metadata under DELTA_URI; controle_cargas registered in the catalog")
+CAPABILITIES = Capabilities(name="DATABRICKS")
 
 
 def bq(name: str) -> str:
@@ -73,19 +71,20 @@ class DatabricksDestination(DeltaDestination):
     def register_sql(self, table: str) -> tuple[str, dict[str, str]]:
         return f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} USING DELTA LOCATION :location", {"location": self.uri(table)}
 
-    def _sql(self, where: str, statement: str, parameters: dict | None = None):
-        def go():
-            if self._conn is None:
-                self._conn = self._connect(self.settings)
-            cur = self._conn.cursor()
-            try:
-                cur.execute(statement, parameters or None)
-                return cur.fetchall() if getattr(cur, "description", None) else []
-            finally:
-                with contextlib.suppress(Exception):
-                    cur.close()
+    def _execute(self, statement: str, parameters: dict | None) -> list:
+        if self._conn is None:
+            self._conn = self._connect(self.settings)
+        cur = self._conn.cursor()
         try:
-            return go()
+            cur.execute(statement, parameters or None)
+            return cur.fetchall() if getattr(cur, "description", None) else []
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def _sql(self, where: str, statement: str, parameters: dict | None = None):
+        try:
+            return self._execute(statement, parameters)
         except (ConfigError, DestinationError):
             raise
         except Exception as exc:  # the connector's errors share no base we can import without it

@@ -21,26 +21,26 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 
 from ..cdc import ChangeSet
-from ..errors import ConfigError, DestinationError, NwError, SourceModelError, missing_dependency
-from ..ledger import LEDGER_COLUMNS, LEDGER_TABLE, now
-from ..model import APPEND, REPLACE, Column, TableSpec, TableState, Watermark
+from ..errors import ConfigError, DestinationError, SourceModelError, missing_dependency
+from ..model import APPEND, FAILED, OK, REPLACE, Column, TableSpec, TableState, Watermark
+from ..readback import file_exprs
+from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, now
 from ..settings import Settings
-from .base import Capabilities, LoadResult, Progress, ReaderFactory
-from .objectstore import FileLock, S3Lock, boto3_client, classify, column_changes, delta_storage_options, parse_s3_uri
-from .s3 import verify_exprs
+from .base import BaseDestination, Capabilities, LoadResult, Progress, ReaderFactory
+from .objectstore import FileLock, S3Lock, boto3_client, column_changes, delta_storage_options, errors_as_one_line, parse_s3_uri
 
 APP_ID = "nwlib:{table}"
 META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS, META_LEDGER = "nw_watermark", "nw_run_id", "nw_token", "nw_columns", "nw_ledger"
 LOCK_NAME = "_nw_lock.json"
 
-CAPABILITIES = Capabilities(name="DELTA", transactional=True, merge_strategies=("merge", "append", "replace"),
-                            foreign_keys=False, state_location="each table's Delta commit metadata; the controle_cargas Delta table")
+CAPABILITIES = Capabilities(name="DELTA")
 
 LEDGER_SCHEMA = pa.schema([(name, pa.int64() if "bigint" in typ else pa.timestamp("us", tz="UTC") if "timestamptz" in typ else pa.string())
                            for name, typ in LEDGER_COLUMNS.items()])
@@ -103,7 +103,7 @@ def _token(cs: ChangeSet, kind: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-class DeltaDestination:
+class DeltaDestination(BaseDestination):
     capabilities = CAPABILITIES
 
     def __init__(self, settings: Settings):
@@ -130,7 +130,7 @@ class DeltaDestination:
     def uri(self, table: str) -> str:
         return f"{self.root}/{folder(table)}"
 
-    def _errors(self) -> tuple[type, ...]:
+    def _error_types(self) -> tuple[type, ...]:
         dl = _deltalake()
         errs: list[type] = [dl.exceptions.DeltaError, OSError, pa.ArrowException]
         with contextlib.suppress(ImportError):
@@ -138,13 +138,9 @@ class DeltaDestination:
             errs += [BotoCoreError, ClientError]
         return tuple(errs)
 
-    def _call(self, where: str, fn):
-        try:
-            return fn()
-        except NwError:
-            raise
-        except self._errors() as exc:
-            raise classify(exc, self.settings, where, self.root) from None
+    def _errors(self, where: str) -> AbstractContextManager[None]:
+        """delta-rs, Arrow, S3 and file errors inside become one-line ``DestinationError``s naming ``where``."""
+        return errors_as_one_line(self.settings, where, self.root, self._error_types())
 
     def client(self):
         if self._client is None:
@@ -155,14 +151,13 @@ class DeltaDestination:
         pass
 
     def ping(self) -> float:
-        def go():
+        with self._errors("bucket"):
             t = time.perf_counter()
             if self.remote:
                 self.client().head_bucket(Bucket=self.s3.bucket)
             else:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
             return time.perf_counter() - t
-        return self._call("bucket", go)
 
     def lock(self):
         if self.remote:
@@ -171,15 +166,13 @@ class DeltaDestination:
 
     def _table(self, name: str):
         dl = _deltalake()
-
-        def go():
+        with self._errors("open"):
             uri = self.uri(name)
             if not dl.DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
                 if self.remote:
                     self.client().head_bucket(Bucket=self.s3.bucket)  # a clear error for a bad bucket
                 return None
             return dl.DeltaTable(uri, storage_options=self.storage_options)
-        return self._call("open", go)
 
     @staticmethod
     def _meta(dt) -> dict:
@@ -198,12 +191,13 @@ class DeltaDestination:
             if dt is None:
                 out[t] = TableState()
                 continue
-            meta = self._call("read state", lambda dt=dt: self._meta(dt))
-            if not meta:
-                out[t] = TableState()
-                continue
-            cols = tuple(Column(c["name"], c["type"]) for c in json.loads(meta.get(META_COLUMNS) or "[]"))
-            out[t] = TableState(Watermark.from_json(json.loads(meta[META_WATERMARK])), self._call("count", dt.count), cols, True)
+            with self._errors("read state"):
+                meta = self._meta(dt)
+                if not meta:
+                    out[t] = TableState()
+                    continue
+                cols = tuple(Column(c["name"], c["type"]) for c in json.loads(meta.get(META_COLUMNS) or "[]"))
+                out[t] = TableState(Watermark.from_json(json.loads(meta[META_WATERMARK])), dt.count(), cols, True)
         return out
 
     def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str]) -> dict[str, tuple[str, ...]]:
@@ -227,19 +221,21 @@ class DeltaDestination:
         led = self._table(LEDGER_TABLE)
         seen: set = set()
         if led is not None:
-            t = self._call("read controle_cargas", lambda: led.to_pyarrow_table(columns=["run_id", "tabela_nome"]))
+            with self._errors("read controle_cargas"):
+                t = led.to_pyarrow_table(columns=["run_id", "tabela_nome"])
             seen = set(zip(t.column("run_id").to_pylist(), t.column("tabela_nome").to_pylist()))
         rows = []
         for spec in specs:
             dt = self._table(spec.name)
-            meta = self._call("read state", lambda dt=dt: self._meta(dt)) if dt is not None else {}
+            with self._errors("read state"):
+                meta = self._meta(dt) if dt is not None else {}
             if not meta.get(META_LEDGER) or (meta.get(META_RUN), spec.name) in seen:
                 continue
             info, m = json.loads(meta[META_LEDGER]), meta.get("operationMetrics", {})
             deletes = info["modo"] == "merge deletes"
             ins = 0 if deletes else int(m.get("num_target_rows_inserted", m.get("num_added_rows", 0)))
             upd = 0 if deletes else int(m.get("num_target_rows_updated", 0))
-            row = self._ledger_row(meta[META_RUN], spec.name, info["modo"] + " (recovered)", "ok", datetime.fromisoformat(info["iniciado_em"]),
+            row = ledger_row(meta[META_RUN], spec.name, info["modo"] + " (recovered)", OK, datetime.fromisoformat(info["iniciado_em"]),
                                    linhas_inseridas=ins, linhas_atualizadas=upd, linhas_carregadas=ins + upd,
                                    linhas_excluidas=int(m.get("num_target_rows_deleted", 0)) if deletes else 0,
                                    watermark_antes=info["watermark_antes"], watermark_depois=meta[META_WATERMARK])
@@ -266,10 +262,11 @@ class DeltaDestination:
         results = {}
         for cs in changes:
             started = now()
-            ins, upd = self._call(f"load {cs.spec.name}", lambda cs=cs: self._apply(cs, read, run_id, progress))
+            with self._errors(f"load {cs.spec.name}"):
+                ins, upd = self._apply(cs, read, run_id, progress)
             results[cs.spec.name] = LoadResult(ins, upd)
-            self._ledger([self._ledger_row(run_id, cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), "ok", started,
-                                           linhas_inseridas=ins, linhas_atualizadas=upd, linhas_carregadas=ins + upd,
+            self._ledger([ledger_row(run_id, cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), OK, started,
+                                     linhas_inseridas=ins, linhas_atualizadas=upd,
                                            watermark_antes=json.dumps(cs.watermark_before.to_json()),
                                            watermark_depois=json.dumps(cs.watermark_after.to_json()))])
         return results
@@ -324,11 +321,15 @@ class DeltaDestination:
         dt = self._table(spec.name)
         if dt is None:
             return pa.table({k: pa.array([], pa.string()) for k in spec.primary_key}).to_reader()
-        return self._call("read keys", lambda: dt.to_pyarrow_dataset().scanner(columns=list(spec.primary_key)).to_reader())
+        with self._errors("read keys"):
+            return dt.to_pyarrow_dataset().scanner(columns=list(spec.primary_key)).to_reader()
 
     def row_count(self, table: str) -> int:
         dt = self._table(table)
-        return 0 if dt is None else self._call("count", dt.count)
+        if dt is None:
+            return 0
+        with self._errors("count"):
+            return dt.count()
 
     def set_row_count(self, table: str, n: int) -> None:
         """Nothing to store: the Delta log counts rows exactly."""
@@ -347,44 +348,35 @@ class DeltaDestination:
         token = hashlib.sha256(f"{spec.name}:delete:{run_id}:{time.time_ns()}".encode()).hexdigest()[:24]
         props = self._commit(spec, wm, run_id, token, dt, "merge deletes", wm)
 
-        def go():
-            return dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=props).when_matched_delete().execute()
-        n = int(self._call(f"delete from {spec.name}", go).get("num_target_rows_deleted", 0))
+        with self._errors(f"delete from {spec.name}"):
+            metrics = dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=props).when_matched_delete().execute()
+        n = int(metrics.get("num_target_rows_deleted", 0))
         if n:
-            self._ledger([self._ledger_row(run_id, spec.name, "merge deletes", "ok", started, linhas_excluidas=n)])
+            self._ledger([ledger_row(run_id, spec.name, "merge deletes", OK, started, linhas_excluidas=n)])
         return n
 
     # --- ledger --------------------------------------------------------------------
-    @staticmethod
-    def _ledger_row(run_id: str, table: str, mode: str, status: str, started, **values) -> dict:
-        row = {k: None for k in LEDGER_COLUMNS}
-        row.update(run_id=run_id, tabela_nome=table, modo=mode, status=status, linhas_inseridas=0, linhas_atualizadas=0,
-                   linhas_excluidas=0, linhas_carregadas=0, iniciado_em=started, finalizado_em=now())
-        row.update(values)
-        if status == "ok":
-            row["ultima_carga"] = row["finalizado_em"]
-        return row
-
     def _ledger(self, rows: list[dict]) -> None:
         dl = _deltalake()
         table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
-        self._call("write controle_cargas", lambda: dl.write_deltalake(f"{self.root}/{LEDGER_TABLE}", table, mode="append",
-                                                                         storage_options=self.storage_options))
+        with self._errors("write controle_cargas"):
+            dl.write_deltalake(f"{self.root}/{LEDGER_TABLE}", table, mode="append", storage_options=self.storage_options)
 
-    def record_failure(self, run_id: str, table: str, mode: str, error: str) -> None:
+    def record_failure(self, run_id: str, table: str, mode: str, error: str, status: str = FAILED) -> None:
         with contextlib.suppress(Exception):
-            self._ledger([self._ledger_row(run_id, table, mode, "failed", now(), erro=self.settings.redact(error))])
+            self._ledger([ledger_row(run_id, table, mode, status, now(), erro=self.settings.redact(error))])
 
     def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
         if notes:
             with contextlib.suppress(Exception):
-                self._ledger([self._ledger_row(run_id, table, "schema", "ok", now(), mudancas_schema="; ".join(notes))])
+                self._ledger([ledger_row(run_id, table, "schema", OK, now(), mudancas_schema="; ".join(notes))])
 
     def history(self, limit: int = 200) -> list[dict]:
         dt = self._table(LEDGER_TABLE)
         if dt is None:
             return []
-        rows = self._call("read controle_cargas", lambda: dt.to_pyarrow_table().to_pylist())
+        with self._errors("read controle_cargas"):
+            rows = dt.to_pyarrow_table().to_pylist()
         rows.sort(key=lambda r: r.get("finalizado_em") or r.get("iniciado_em"), reverse=True)
         return rows[:limit]
 
@@ -395,12 +387,13 @@ class DeltaDestination:
             return pa.table({c.name: pa.array([], pa.string()) for c in spec.columns}).to_reader()
         import duckdb
 
-        dataset = self._call(f"read {spec.name}", dt.to_pyarrow_dataset)
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("nw_delta", dataset)
-        select = verify_exprs(spec.columns, set(dataset.schema.names))
-        reader = self._call(f"read {spec.name}", lambda: con.execute(f"SELECT {select} FROM nw_delta").to_arrow_reader(self.settings.batch_size))
+        with self._errors(f"read {spec.name}"):
+            dataset = dt.to_pyarrow_dataset()
+            con = duckdb.connect()
+            con.execute("SET TimeZone = 'UTC'")
+            con.register("nw_delta", dataset)
+            select = file_exprs(spec.columns, set(dataset.schema.names))
+            reader = con.execute(f"SELECT {select} FROM nw_delta").to_arrow_reader(self.settings.batch_size)
         self._scan_con = con  # keep the session alive while the reader is consumed
         return reader
 
@@ -411,7 +404,8 @@ def read_table(settings: Settings, table: str) -> pa.Table:
     dt = dest._table(table)
     if dt is None:
         raise DestinationError(f"no Delta table {table!r} under {dest.root}", "run `nw sync` first")
-    return dest._call(f"read {table}", dt.to_pyarrow_table)
+    with dest._errors(f"read {table}"):
+        return dt.to_pyarrow_table()
 
 
 

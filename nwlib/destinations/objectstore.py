@@ -15,23 +15,20 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError, DestinationError, SchemaChangeError, SourceModelError, SyncInProgress, missing_dependency
-from ..ledger import now
+from ..errors import (ConfigError, DestinationError, NwError, SchemaChangeError, SourceModelError, SyncInProgress, first_line,
+                      missing_dependency)
+from ..records import now
 from ..settings import Settings
 
 LOCK_STALE_SECONDS = 6 * 3600
 TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed", "503", "500", "Throttling"}
 TRANSIENT_TEXT = ("connection refused", "could not connect", "connection reset", "timed out", "timeout", "temporarily unavailable",
                   "broken pipe", "endpoint url", "dns error", "error sending request", "connection error", "slow down")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 def _causes(exc: BaseException) -> str:
@@ -128,6 +125,17 @@ def pyarrow_s3(settings: Settings):
         ep = urlsplit(settings.aws_endpoint_url)
         kw.update(endpoint_override=ep.netloc, scheme=ep.scheme or "https", force_virtual_addressing=False)
     return fs.S3FileSystem(**{k: v for k, v in kw.items() if v is not None})
+
+
+@contextlib.contextmanager
+def errors_as_one_line(settings: Settings, where: str, what: str, types: tuple[type, ...]) -> Iterator[None]:
+    """Errors of ``types`` inside become one-line ``DestinationError``s naming ``where`` and ``what`` (NwErrors pass)."""
+    try:
+        yield
+    except NwError:
+        raise
+    except types as exc:
+        raise classify(exc, settings, where, what) from None
 
 
 def classify(exc: BaseException, settings: Settings, where: str, what: str) -> DestinationError:

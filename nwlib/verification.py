@@ -15,11 +15,13 @@ from decimal import Decimal
 import duckdb
 
 from . import destinations
-from .engine import open_lake, read_plan
+from .destinations.base import Destination
+from .lake import open_lake
 from .model import TableSpec
+from .plan import read_plan
+from .readback import dest_expr, is_json, lake_expr
 from .settings import Settings
 from .sql import ident
-from .typemap import send_expr
 
 
 @dataclass(frozen=True)
@@ -37,38 +39,7 @@ class TableCheck:
         return self.missing == 0 and self.extra == 0 and self.lake_rows == self.dest_rows
 
 
-def _is_json(duck_type: str) -> bool:
-    return duck_type.upper() == "JSON"
-
-
-def _nested(duck_type: str) -> bool:
-    return duckdb.sqltype(duck_type).id in ("list", "array", "struct", "map", "union") if not _is_json(duck_type) else False
-
-
-def lake_expr(spec_col) -> str:
-    col, typ = ident(spec_col.name), spec_col.type
-    if _is_json(typ):
-        return f"CAST(json({col}) AS VARCHAR)"
-    return send_expr(col, typ)
-
-
-def dest_expr(spec_col) -> str:
-    """Cast a destination text (or typed) column back to the lake's comparable form."""
-    col, typ = ident(spec_col.name), spec_col.type
-    if _is_json(typ):
-        return f"CAST(json({col}) AS VARCHAR)"
-    if typ.upper() == "BLOB":
-        parsed = f"unhex(CAST({col} AS VARCHAR))"
-    elif typ.upper() == "BLOB[]":
-        parsed = f"CAST({col} AS BLOB[])"   # a typed list, or DuckDB's list literal text (PostgreSQL's read-back)
-    elif _nested(typ):
-        parsed = f"CAST(CAST({col} AS JSON) AS {typ})"
-    else:
-        parsed = f"CAST({col} AS {typ})"
-    return send_expr(parsed, typ)
-
-
-def check_table(con: duckdb.DuckDBPyConnection, dest, spec: TableSpec) -> TableCheck:
+def check_table(con: duckdb.DuckDBPyConnection, dest: Destination, spec: TableSpec) -> TableCheck:
     reader = dest.scan(spec)
     con.register("nw_dest_scan", reader)
     try:
@@ -84,7 +55,7 @@ def check_table(con: duckdb.DuckDBPyConnection, dest, spec: TableSpec) -> TableC
     extra_sql = "SELECT * FROM nw_dest EXCEPT ALL SELECT * FROM nw_lake"
     missing = con.execute(f"SELECT count(*) FROM ({missing_sql})").fetchone()[0]
     extra = con.execute(f"SELECT count(*) FROM ({extra_sql})").fetchone()[0]
-    json_cols = [c.name for c in spec.columns if _is_json(c.type)]
+    json_cols = [c.name for c in spec.columns if is_json(c.type)]
     if (missing or extra) and json_cols and missing == extra:
         missing, extra = _json_recheck(con, missing_sql, extra_sql, json_cols)
     checksum = con.execute("SELECT coalesce(sum(hash(nw_lake)), 0)::HUGEINT FROM nw_lake").fetchone()[0]
@@ -130,7 +101,8 @@ def _hashable(value):
     return value
 
 
-def verify(settings: Settings, tables: Iterable[str] | None = None, destination=None) -> list[TableCheck]:
+def verify(settings: Settings, tables: Iterable[str] | None = None, destination: Destination | None = None) -> list[TableCheck]:
+    """Compare every (or each named) table, lake against destination; one :class:`TableCheck` per table."""
     with open_lake(settings, settings.duckdb_memory_limit) as con:
         plan = read_plan(settings, con, tables)
         dest = destination or destinations.create(settings)

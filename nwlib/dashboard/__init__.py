@@ -1,0 +1,12 @@
+"""The Voila dashboard: the team's window on the lake and its syncs.
+
+``build()`` returns one ipywidgets tree (shown by ``notebooks/dashboard.ipynb``)
+with five tabs, one module each: :mod:`.overview`, :mod:`.data`, :mod:`.edit`,
+:mod:`.schemas`, :mod:`.sync`; :mod:`.app` is the frame around them,
+:mod:`.html` and :mod:`.charts` the pieces they share.  Every number comes
+from the lake or the destination at the moment it is shown.
+"""
+from .app import Dashboard, build
+from .charts import fk_graph, load_levels
+
+__all__ = ["Dashboard", "build", "fk_graph", "load_levels"]

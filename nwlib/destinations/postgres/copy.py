@@ -1,0 +1,133 @@
+"""Rows into PostgreSQL: binary COPY (pgpq) into a staging table, one set-based merge; deletes.
+
+A table that is empty in the destination skips staging: its rows are copied
+straight in.  Otherwise the change set lands in a temporary table
+(``ON COMMIT DROP``) and one ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS
+DISTINCT FROM`` merges it, so re-sent identical rows write nothing.  Everything
+here runs inside the caller's transaction.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+from ...cdc import ChangeSet
+from ...errors import DestinationError, first_line
+from ...model import APPEND, REPLACE, TableSpec
+from ...sql import ident, idents, qualified
+from ...typemap import merge_expr, pg_type
+from ..base import Progress, ReaderFactory
+from .connection import Session
+
+
+def _stage_name(prefix: str, table: str) -> str:
+    return ident(f"{prefix}_{hashlib.md5(table.encode()).hexdigest()[:12]}")
+
+
+class Copier:
+    def __init__(self, session: Session, schema: str):
+        self.session, self.schema = session, schema
+
+    @property
+    def conn(self):
+        return self.session.conn
+
+    def apply(self, cs: ChangeSet, read: ReaderFactory, progress: Progress) -> tuple[int, int]:
+        """Apply one change set; returns (inserted, updated) — net of rows an append replaced."""
+        spec = cs.spec
+        target = qualified(self.schema, spec.name)
+        removed = 0
+        if spec.mode == REPLACE or (spec.mode == APPEND and cs.full):  # a full append (refresh, new column) re-sends every row
+            self.conn.execute(f"DELETE FROM {target}")
+        elif spec.mode == APPEND and cs.tail_from is not None:
+            # Rows from the watermark's value on are re-sent (see cdc): replace them, so counts stay net.
+            inc = spec.incremental_column
+            removed = self.conn.execute(f"DELETE FROM {target} WHERE {ident(inc)} >= CAST(%s AS {pg_type(spec.column(inc).type).pg})",
+                                        [cs.tail_from]).rowcount
+        if cs.rows == 0:
+            return -removed, 0
+        ins, upd = self._send(cs, read, progress, target)
+        return ins - removed, upd
+
+    def _is_empty(self, target: str) -> bool:
+        return self.conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {target})").fetchone()[0]
+
+    def _send(self, cs: ChangeSet, read: ReaderFactory, progress: Progress, target: str) -> tuple[int, int]:
+        spec = cs.spec
+        direct = all(pg_type(c.type).direct for c in spec.columns)
+        if direct and (spec.mode in (APPEND, REPLACE) or (cs.full and self._is_empty(target))):
+            n = self.copy_in(target, spec, read(cs), progress)
+            return n, 0
+        stage = _stage_name("nw_stage", spec.name)
+        cols = ", ".join(f"{ident(c.name)} {pg_type(c.type).staging}" for c in spec.columns)
+        self.conn.execute(f"CREATE TEMP TABLE {stage} ({cols}) ON COMMIT DROP")
+        self.copy_in(stage, spec, read(cs), progress)
+        names = idents(spec.column_names)
+        exprs = ", ".join(merge_expr(ident(c.name), c.type) for c in spec.columns)
+        if spec.mode in (APPEND, REPLACE):
+            n = self.conn.execute(f"INSERT INTO {target} ({names}) SELECT {exprs} FROM {stage}").rowcount
+            return n, 0
+        conflict = f"ON CONFLICT ({idents(spec.primary_key)})"
+        rest = spec.non_key_columns
+        if rest:
+            sets = ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in rest)
+            t_cols = ", ".join(f"t.{ident(c)}" for c in rest)
+            e_cols = ", ".join(f"EXCLUDED.{ident(c)}" for c in rest)
+            action = f"DO UPDATE SET {sets} WHERE ROW({t_cols}) IS DISTINCT FROM ROW({e_cols})"
+        else:
+            action = "DO NOTHING"
+        sql = (f"WITH m AS (INSERT INTO {target} AS t ({names}) SELECT {exprs} FROM {stage} {conflict} {action} "
+               "RETURNING (xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM m")
+        ins, upd = self.conn.execute(sql).fetchone()
+        return int(ins), int(upd)
+
+    def copy_in(self, target: str, spec: TableSpec, reader: pa.RecordBatchReader, progress: Progress | None = None) -> int:
+        """Binary COPY of Arrow batches into ``target`` (columns named as the batches'); returns the rows sent."""
+        import pgpq
+
+        sent = 0
+        with self.conn.cursor() as cur, cur.copy(f"COPY {target} ({idents(reader.schema.names)}) FROM STDIN (FORMAT BINARY)") as copy:
+            encoder = pgpq.ArrowToPostgresBinaryEncoder(reader.schema)
+            copy.write(encoder.write_header())
+            for batch in reader:
+                if batch.num_rows:
+                    refuse_infinite_times(batch, spec.name)
+                    try:
+                        data = encoder.write_batch(batch)
+                    except ValueError as exc:  # pgpq: a value binary COPY cannot carry
+                        raise DestinationError(f"table {spec.name!r}: a value cannot be sent to PostgreSQL ({first_line(exc)})",
+                                               "change that value in the lake and rerun") from None
+                    copy.write(data)
+                    sent += batch.num_rows
+                    if progress is not None:
+                        progress(spec.name, batch.num_rows)
+            copy.write(encoder.finish())
+        return sent
+
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader) -> int:
+        """Delete these keys (staged by binary COPY, one set-based DELETE); returns the rows deleted."""
+        target = qualified(self.schema, spec.name)
+        stage = _stage_name("nw_del", spec.name)
+        cols = ", ".join(f"{ident(k)} {pg_type(spec.column(k).type).staging}" for k in spec.primary_key)
+        self.conn.execute(f"CREATE TEMP TABLE {stage} ({cols}) ON COMMIT DROP")
+        self.copy_in(stage, spec, keys)
+        match = " AND ".join(f"t.{ident(k)} = {merge_expr('s.' + ident(k), spec.column(k).type)}" for k in spec.primary_key)
+        return self.conn.execute(f"DELETE FROM {target} AS t USING {stage} AS s WHERE {match}").rowcount
+
+
+def refuse_infinite_times(batch: pa.RecordBatch, table: str) -> None:
+    """DuckDB's ±infinity dates/timestamps would arrive as wrong finite values (or not at all): say so instead."""
+    import pyarrow.compute as pc
+
+    for field, column in zip(batch.schema, batch.columns):
+        if pa.types.is_timestamp(field.type):
+            ints, top = column.cast(pa.int64()), 2**63 - 1
+        elif pa.types.is_date32(field.type):
+            ints, top = column.cast(pa.int32()), 2**31 - 1
+        else:
+            continue
+        lo, hi = pc.min_max(ints).values()
+        if hi.is_valid and (hi.as_py() >= top or lo.as_py() <= -top):
+            raise DestinationError(f"table {table!r} column {field.name!r} holds an infinite date/timestamp, which nwlib cannot send to PostgreSQL",
+                                   "replace 'infinity'/'-infinity' in the lake with NULL or a real date and rerun")

@@ -1,0 +1,178 @@
+"""PostgreSQL / Supabase destination.
+
+Per step (a table, or the tables of an FK cycle) one transaction holds:
+binary COPY of the change set into a temporary staging table, one set-based
+``INSERT … ON CONFLICT DO UPDATE … WHERE IS DISTINCT FROM`` merge, the new
+watermark in ``nw_estado`` and the run's ``controle_cargas`` row.  A table
+that is empty in the destination skips staging: its rows are copied straight
+in.  Foreign keys are ``DEFERRABLE`` and deferred inside our transactions.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+
+from ...cdc import ChangeSet
+from ...errors import SchemaChangeError
+from ...model import APPEND, FAILED, REPLACE, TableSpec, TableState
+from ...records import now
+from ...settings import Settings, redact_url
+from ...sql import qualified
+from ..base import BaseDestination, Capabilities, LoadResult, Progress, ReaderFactory
+from .bookkeeping import Bookkeeping
+from .connection import Session
+from .copy import Copier
+from .embedded import embedded_url
+from .lock import AdvisoryLock
+from .readback import Reader
+from .schema import Tables
+
+CAPABILITIES = Capabilities(name="POSTGRES", foreign_keys=True, joint_transactions=True, append_replaces_tail=True)
+
+
+class PostgresDestination(BaseDestination):
+    capabilities = CAPABILITIES
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.schema = settings.db_schema
+        self.url = embedded_url(settings) if settings.uses_embedded_postgres else settings.postgres_dsn()
+        self.session = Session(self.url, settings)
+        self.books = Bookkeeping(self.session, self.schema)
+        self.tables = Tables(self.session, self.schema, self.books)
+        self.copier = Copier(self.session, self.schema)
+        self.reader = Reader(self.session, self.schema)
+        self._lock = AdvisoryLock(self.url, settings, self.schema)
+        self._needs_full: set[str] = set()
+        self._schema_errors: dict[str, SchemaChangeError] = {}
+        self._fk_specs: list[TableSpec] = []
+
+    # --- connection -----------------------------------------------------------------
+    def describe(self) -> str:
+        kind = "embedded PostgreSQL" if self.settings.uses_embedded_postgres else "PostgreSQL"
+        return f"{kind} {redact_url(self.url)} schema {self.schema}"
+
+    @property
+    def conn(self):
+        return self.session.conn
+
+    def close(self) -> None:
+        self.session.reset()
+
+    def ping(self) -> float:
+        with self.session.errors("ping"):
+            t = time.perf_counter()
+            self.conn.execute("SELECT 1").fetchone()
+            return time.perf_counter() - t
+
+    def lock(self):
+        return self._lock.hold()
+
+    @contextlib.contextmanager
+    def _writing(self, where: str) -> Iterator[None]:
+        """One transaction, under the lock (checked first), FKs deferred; driver errors as one line."""
+        with self.session.errors(where):
+            self._lock.check()
+            with self.conn.transaction():
+                self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
+                yield
+
+    # --- state ----------------------------------------------------------------------
+    def states(self, tables: Sequence[str]) -> dict[str, TableState]:
+        with self.session.errors("read state"):
+            return self.books.read_states(tables)
+
+    # --- schema ---------------------------------------------------------------------
+    def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str] = frozenset()) -> dict[str, tuple[str, ...]]:
+        self._needs_full = set()
+        self._schema_errors = {}
+        changes: dict[str, tuple[str, ...]] = {}
+        with self.session.errors("prepare tables"):
+            self._lock.check()
+            self.books.ensure()
+            for spec in specs:
+                self.tables.check_identifiers(spec)
+                try:
+                    notes, resend = self.tables.evolve(spec, spec.name in full_refresh)
+                except SchemaChangeError as exc:
+                    # Stops this table only (its load raises it); independent tables go on.
+                    self._schema_errors[spec.name] = exc
+                    changes[spec.name] = ()
+                    continue
+                changes[spec.name] = tuple(notes)
+                if resend:
+                    self._needs_full.add(spec.name)
+            self._fk_specs = list(specs)
+        return changes
+
+    def needs_full(self) -> frozenset[str]:
+        return frozenset(self._needs_full)
+
+    def ensure_foreign_keys(self) -> list[tuple[str, str]]:
+        with self.session.errors("create foreign keys"):
+            self._lock.check()
+            return self.tables.ensure_foreign_keys(self._fk_specs)
+
+    # --- loading --------------------------------------------------------------------
+    def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
+        for cs in changes:
+            if cs.spec.name in self._schema_errors:
+                raise self._schema_errors[cs.spec.name]
+        results = {}
+        with self._writing(f"load {', '.join(c.spec.name for c in changes)}"):
+            for cs in changes:
+                started = now()
+                ins, upd = self.copier.apply(cs, read, progress)
+                self.books.save_state(cs.spec, cs.watermark_after, ins, run_id,
+                                      reset=cs.spec.mode == REPLACE or (cs.spec.mode == APPEND and cs.full))
+                self.books.record_load(run_id, cs, started, ins, upd)
+                results[cs.spec.name] = LoadResult(ins, upd)
+        return results
+
+    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
+        if notes:
+            with self.session.errors("ledger"):
+                self.books.note_schema_changes(run_id, table, notes)
+
+    # --- deletes and counts -------------------------------------------------------------
+    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
+        return self.reader.keys(spec)
+
+    def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
+        return self.reader.scan(spec)
+
+    def row_count(self, table: str) -> int:
+        with self.session.errors("count"):
+            return self.conn.execute(f"SELECT count(*) FROM {qualified(self.schema, table)}").fetchone()[0]
+
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
+        with self._writing(f"delete from {spec.name}"):
+            n = self.copier.delete(spec, keys)
+            self.books.add_rows(spec.name, -n)
+            self.books.record_deletes(run_id, spec.name, n)
+            return n
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One transaction around several calls (the deletes of an FK cycle); theirs become savepoints."""
+        with self.session.errors("commit"), self.conn.transaction():
+            self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
+            yield
+
+    def set_row_count(self, table: str, n: int) -> None:
+        with self.session.errors("state"):
+            self.books.set_row_count(table, n)
+
+    # --- ledger ---------------------------------------------------------------------
+    def record_failure(self, run_id: str, table: str, mode: str, error: str, status: str = FAILED) -> None:
+        with contextlib.suppress(Exception):
+            self.books.ensure()
+            self.books.record_failure(run_id, table, mode, self.settings.redact(error), status=status)
+
+    def history(self, limit: int = 200) -> list[dict]:
+        with self.session.errors("read history"):
+            self.books.ensure()
+            return self.books.history(limit)

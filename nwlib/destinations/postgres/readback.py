@@ -1,0 +1,67 @@
+"""Rows and keys read back from PostgreSQL as canonical text that DuckDB can CAST to the lake's types."""
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+
+from ...model import TableSpec
+from ...sql import ident, qualified
+from ...typemap import pg_type
+from .connection import Session
+
+
+class Reader:
+    def __init__(self, session: Session, schema: str):
+        self.session, self.schema = session, schema
+
+    def copy_out(self, sql: str) -> pa.RecordBatchReader:
+        """Run ``COPY (sql) TO STDOUT CSV`` into a temp file; read it back as text columns."""
+        import pyarrow.csv as pacsv
+
+        with self.session.errors("read back"):
+            tmp = tempfile.NamedTemporaryFile(prefix="nw_copy_", suffix=".csv", delete=False)
+            with tmp, self.session.conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
+                for chunk in copy:
+                    tmp.write(chunk)
+        path = Path(tmp.name)
+        with path.open("rb") as f:
+            header = f.readline().decode().rstrip("\r\n")
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in next(csv.reader([header]))},
+                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False),  # only an unquoted empty field is NULL ("NA", "NaN", "null" are values)
+        )
+        path.unlink()  # the open reader keeps the data readable on POSIX
+        return reader
+
+    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
+        cols = ", ".join(f"{text_expr(ident(k), pg_type(spec.column(k).type).pg)} AS {ident(k)}" for k in spec.primary_key)
+        return self.copy_out(f"SELECT {cols} FROM {qualified(self.schema, spec.name)}")
+
+    def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
+        cols = ", ".join(f"{text_expr(ident(c.name), pg_type(c.type).pg)} AS {ident(c.name)}" for c in spec.columns)
+        return self.copy_out(f"SELECT {cols} FROM {qualified(self.schema, spec.name)}")
+
+
+def text_expr(col: str, pg: str) -> str:
+    """Canonical text of a PostgreSQL value, readable back by a DuckDB CAST."""
+    if pg == "bytea":
+        return f"encode({col}, 'hex')"
+    if pg == "bytea[]":
+        # DuckDB's list literal, each byte as \xHH: '[\x00\xFF, NULL, '']' (its JSON route reads escapes literally).
+        each = "CASE WHEN e IS NULL THEN 'NULL' WHEN e = ''::bytea THEN '''''' ELSE regexp_replace(upper(encode(e, 'hex')), '(..)', '\\\\x\\1', 'g') END"
+        return (f"CASE WHEN {col} IS NULL THEN NULL ELSE '[' || coalesce((SELECT string_agg({each}, ', ' ORDER BY i) "
+                f"FROM unnest({col}) WITH ORDINALITY u(e, i)), '') || ']' END")
+    if pg.endswith("[]") or pg == "jsonb":
+        return f"to_json({col})::text"
+    if pg == "interval":
+        # PostgreSQL prints '-10 mons -3 days +04:05:06.789', which DuckDB cannot read: spell out the three parts.
+        return (f"((extract(year FROM {col}) * 12 + extract(month FROM {col}))::text || ' months ' || extract(day FROM {col})::text || ' days ' || "
+                f"(extract(hour FROM {col}) * 3600000000 + extract(minute FROM {col}) * 60000000 + extract(microsecond FROM {col}))::bigint::text "
+                "|| ' microseconds')")
+    return f"{col}::text"

@@ -1,0 +1,51 @@
+"""The S3 run history: ``<prefix>/_nw/controle_cargas/<run>-<seq>.jsonl``.
+
+Each commit writes its ledger rows before the state that commits it, so a row
+whose run never committed its sequence is not shown.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from ...records import LEDGER_TABLE, TIME_COLUMNS
+from ..objectstore import S3Location
+from .layout import STATE_DIR
+from .state import Errors
+
+
+class History:
+    def __init__(self, client, loc: S3Location, errors: Errors):
+        self.client, self.loc, self.errors = client, loc, errors
+
+    def key(self, name: str) -> str:
+        return self.loc.key(STATE_DIR, LEDGER_TABLE, name)
+
+    def put(self, name: str, rows: list[dict]) -> None:
+        body = "".join(json.dumps(r, default=str, sort_keys=True) + "\n" for r in rows).encode()
+        with self.errors("ledger"):
+            self.client.put_object(Bucket=self.loc.bucket, Key=self.key(name), Body=body)
+
+    def read(self, runs: dict, limit: int) -> list[dict]:
+        """Committed ledger rows, newest first; ``runs`` is the state's run id → committed sequence."""
+        with self.errors("read history"):
+            keys = []
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.loc.bucket, Prefix=self.key(""))
+            for page in pages:
+                keys += [o["Key"] for o in page.get("Contents", [])]
+            rows: list[dict] = []
+            for key in sorted(keys, reverse=True):
+                if len(rows) >= limit:
+                    break
+                body = self.client.get_object(Bucket=self.loc.bucket, Key=key)["Body"].read().decode()
+                for line in body.splitlines():
+                    r = json.loads(line)
+                    seq = r.pop("seq", None)
+                    if seq is not None and int(runs.get(r["run_id"], -1)) < int(seq):
+                        continue  # written by a run that died before its commit
+                    for k in TIME_COLUMNS:
+                        if r.get(k):
+                            r[k] = datetime.fromisoformat(r[k])
+                    rows.append(r)
+        rows.sort(key=lambda r: r.get("finalizado_em") or r.get("iniciado_em"), reverse=True)
+        return rows[:limit]
