@@ -5,7 +5,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -86,14 +86,20 @@ def password_role(pg_url, pg):
         pg.execute(f"DROP ROLE IF EXISTS {role}")
 
 
+def _as_user(url: str, user: str, password: str) -> str:
+    """The test server's URL (a Unix socket or host:port) with another user and password."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
 def test_bad_password_is_one_line_without_the_password(settings, pg_url, password_role):
     role, password = password_role
-    socket_dir = parse_qs(urlsplit(pg_url).query)["host"][0]
-    good = f"postgresql://{role}:{password}@/postgres?host={socket_dir}"
+    good = _as_user(pg_url, role, password)
     with psycopg.connect(good) as c:                     # the right password works …
         assert c.execute("SELECT current_user").fetchone() == (role,)
     wrong = "wrong-" + uuid.uuid4().hex[:8]
-    env = env_for(settings, DATABASE_URL=f"postgresql://{role}:{wrong}@/postgres?host={socket_dir}")
+    env = env_for(settings, DATABASE_URL=_as_user(pg_url, role, wrong))
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     from nwlib.bootstrap import bootstrap
     bootstrap(settings.duckdb_path, scale=0.01)
