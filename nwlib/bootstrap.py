@@ -60,6 +60,10 @@ def _rnd(i: str, salt: int, seed: int, mod: int) -> str:
     return f"(hash({i}, {salt}, {seed}) % {mod})::BIGINT"
 
 
+def _count(con, table: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
+
+
 @dataclass(frozen=True)
 class BootstrapResult:
     path: Path
@@ -70,11 +74,13 @@ def _create(con) -> None:
     for table, cols in SCHEMA.items():
         body = ", ".join(f"{ident(c)} {t}" + (" PRIMARY KEY" if c == PRIMARY_KEYS[table] else "") for c, t in cols)
         con.execute(f"CREATE TABLE {ident(table)} ({body})")
-    con.execute("CREATE TABLE table_metadata (table_name VARCHAR PRIMARY KEY, schema_json VARCHAR)")
-    con.execute("CREATE TABLE fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR)")
+    # The original project's metadata tables, in its own format (nwlib.lake.metadata), so either loader reads this lake.
+    con.execute("CREATE TABLE table_metadata (table_name VARCHAR PRIMARY KEY, schema_json JSON)")
+    con.execute("CREATE TABLE fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR, "
+                "PRIMARY KEY (table_name, column_name))")
     for table, cols in SCHEMA.items():
-        meta = {"columns": [{"name": c, "type": t} for c, t in cols], "primary_key": [PRIMARY_KEYS[table]],
-                "incremental_column": "updated_at"}
+        refs = [(c, rt, rc) for t, c, rt, rc in FOREIGN_KEYS if t == table]
+        meta = lake.original_schema_json(cols, [PRIMARY_KEYS[table]], refs)
         con.execute("INSERT INTO table_metadata VALUES (?, ?)", [table, json.dumps(meta)])
     con.executemany("INSERT INTO fk_metadata VALUES (?, ?, ?, ?)", [list(fk) for fk in FOREIGN_KEYS])
 
@@ -145,7 +151,7 @@ def bootstrap(path: Path | str, scale: float = 1, seed: int = 42) -> BootstrapRe
         _fill(con, 1, seed, {t: 0 for t in PER_SCALE}, counts)
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
-        return BootstrapResult(path, {t: lake.row_count(con, t) for t in PER_SCALE})
+        return BootstrapResult(path, {t: _count(con, t) for t in PER_SCALE})
     finally:
         con.close()
 
@@ -160,7 +166,7 @@ def mutate(path: Path | str, fraction: float = 0.01, seed: int = 7) -> dict[str,
             if not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [t]).fetchone():
                 raise ConfigError(f"the lake at {path} has no table {t!r}", "run `nw bootstrap` first")
         stamp = "CAST(timezone('UTC', now()) AS TIMESTAMP)"
-        counts = {t: lake.row_count(con, t) for t in PER_SCALE}
+        counts = {t: _count(con, t) for t in PER_SCALE}
         tops = {t: con.execute(f"SELECT coalesce(max({ident(PRIMARY_KEYS[t])}), 0) FROM {ident(t)}").fetchone()[0] for t in PER_SCALE}
         s = seed + int(tops["pedidos"])  # successive batches differ, same lake + seed gives the same batch
         pick = lambda col, frac: f"(hash({col}, {s}) % 1000000) < {int(frac * 1_000_000)}"

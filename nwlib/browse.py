@@ -67,7 +67,7 @@ def page_query(spec: TableSpec, where: str, params: Sequence[Any], cursor: tuple
             conds.append("rowid > ?")
             args.append(cursor[0])
         order = "rowid"
-    sql = f"SELECT {'' if spec.primary_key else f'rowid AS {ROWID}, '}* FROM {ident(spec.name)}"
+    sql = f"SELECT {'' if spec.primary_key else f'rowid AS {ROWID}, '}* FROM {spec.source}"
     sql += (" WHERE " + " AND ".join(conds) if conds else "") + f" ORDER BY {order} LIMIT {int(size)}"
     return sql, args
 
@@ -82,7 +82,7 @@ def read_page(con: duckdb.DuckDBPyConnection, spec: TableSpec, flt: Filter | Non
         rows = cur.fetchall()
         names = [d[0] for d in cur.description]
         if where or total is None:
-            total = con.execute(f"SELECT count(*) FROM {ident(spec.name)}" + (f" WHERE {where}" if where else ""), params).fetchone()[0]
+            total = con.execute(f"SELECT count(*) FROM {spec.source}" + (f" WHERE {where}" if where else ""), params).fetchone()[0]
     except duckdb.ConversionException:
         col = flt.column if flt else "?"
         raise InputRejected(f"{flt.value if flt else ''!r} cannot be compared with {spec.name}.{col} ({spec.column(col).type})",

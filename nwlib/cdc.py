@@ -1,115 +1,197 @@
-"""Change sets: which lake rows a run sends, and the watermark it leaves.
+"""Change sets: which rows a run sends, which keys it deletes, and what the destination holds after.
 
-Rules (the contract every destination relies on):
+The contract every destination relies on:
 
-* **Cursor.**  A table's watermark is the pair (incremental value, primary key)
-  of the greatest row loaded, ordered by the incremental column and then by
-  the key.  The next run reads rows strictly after that pair, so rows sharing
-  the watermark's timestamp are neither missed (a later key at the same
-  instant is still after the cursor) nor read twice.
-* **Lookback.**  ``CDC_LOOKBACK_SECONDS`` > 0 widens the window to every row
-  with ``value >= watermark - lookback`` (time cursors only), to catch rows
-  written late with an older timestamp.  Re-read rows cost a read, not a
-  write: the merge only touches rows whose values differ, so counts stay exact.
-* **NULL cursor values** are always re-sent (a NULL ``updated_at`` row still
-  syncs); the merge makes that idempotent.
-* **Future values** are loaded but never advance the watermark past the time
-  of the run (UTC), so a row stamped year 9999 cannot hide later rows.
-* **No incremental column**: every run sends the whole table (still merged,
-  so only real differences are written).
-* **Deletes** are found by key reconciliation, not by the cursor: after the
-  upserts, the destination's row count is compared with the lake's; when the
-  destination has more rows, its keys are compared with the lake's keys and
-  the missing ones are deleted (children before parents).  When it has fewer
-  (rows inserted with timestamps older than the lookback), the table is
-  re-merged in full, so such rows are not lost.  Counts cannot see a late
-  insert and a delete in the same run (they balance): only the lookback or
-  ``--full-refresh`` brings that insert, as it does an update stamped before
-  the watermark (tests/test_property.py pins both).  A soft-delete column is an
-  ordinary column: the flag travels as an update.
+* **Keyed tables (mode ``merge``) are compared, not trusted.**  Every row has a
+  fingerprint (:mod:`nwlib.fingerprint`: a hash of all its columns as sent,
+  key included) and every destination row carries the fingerprint it was
+  written with.  A run compares the lake's (key, fingerprint) pairs with the
+  destination's: a lake row whose fingerprint the destination lacks is sent
+  (a new key is an insert, a known key an update); a destination key the lake
+  lacks is deleted.  Timestamps, row counts and whether the table has an
+  incremental column at all play no part: rows written late, stamped equal,
+  older or NULL, never stamped, or a lake rebuilt from scratch are all exact.
+* **What the destination holds** is read from a local copy
+  (:mod:`nwlib.holdings`) while its revision matches the destination's state,
+  else from the destination itself (its keys and fingerprints, once), so a
+  fresh machine with only the lake and the destination is incremental too.
+* **Nothing changed** is known without that comparison: the destination's
+  state keeps the row count and the sum of the fingerprints it holds, written
+  in the same transaction as the rows; when the lake's count and sum are the
+  same (one hashing pass over the lake), the table is skipped.  The sum is a
+  64-bit-per-row checksum: a change that kept both count and sum would need two
+  fingerprints to cancel exactly (odds about 2^-64 per change).
+* **A changed fingerprint function** (another DuckDB, another nwlib format:
+  ``fingerprint.version()``) makes stored fingerprints meaningless: the table is
+  compared in full once — every row sent, the merge writing only what differs
+  (plus the new fingerprints) — and the run records it in ``observacoes``.
+* **Full refresh** (``--full-refresh``, ``TRUNCATE_BEFORE_LOAD``) distrusts the
+  local copy and the destination's fingerprints: every lake row is sent (the
+  merge writes only rows whose values differ) and destination keys the lake
+  lacks are deleted.
+* **Order.**  Rows are sent parents first, so a child's new rows find their
+  parent; deletes go children first, after every table's rows.  Where the
+  destination enforces foreign keys, a delete still referenced by a row the run
+  did not remove (a child table left out by ``--tables``, or one that failed)
+  is held back with a note, and sent by a later run.
+* **Watermarks** (the greatest (incremental value, key) in the lake, capped at
+  the run's time) are still recorded, for ``nw status``'s lag; they decide
+  nothing for keyed tables (``CDC_LOOKBACK_SECONDS`` is no longer read).
 * **Append-only** tables (no key) use the incremental value alone, strictly
-  greater — so a row appended later with exactly the watermark's value would
-  be missed.  A destination that can (``Capabilities.append_replaces_tail``)
-  is sent every row ``>=`` the watermark instead and first removes its own rows
-  from that value on (``ChangeSet.tail_from``), in the same transaction:
-  exact, and the counts stay net.  **Full-replace** tables are sent whole every run.
-* **Full refresh** ignores the watermark: the table is sent whole and rows the
-  lake no longer has are deleted.
+  greater — so a row appended later with exactly the watermark's value would be
+  missed.  A destination that can (``Capabilities.append_replaces_tail``) is
+  sent every row ``>=`` the watermark instead and first removes its own rows
+  from that value on (``ChangeSet.tail_from``), in the same transaction: exact,
+  and counts stay net.  **Full-replace** tables are rewritten whole, but only
+  when their rows' count or fingerprint sum changed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from .model import APPEND, MERGE, REPLACE, TableSpec, Watermark
+from . import fingerprint
+from .holdings import Holdings, key_type, sent_keys
+from .model import APPEND, MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from .sql import ident
 from .typemap import send_expr
 
-TIME_TYPES = ("TIMESTAMP", "DATE")
+FP = fingerprint.COLUMN
+
+
+def transfer_spec(spec: TableSpec) -> TableSpec:
+    """The table as destinations hold it: the lake's columns plus the fingerprint column."""
+    return replace(spec, columns=spec.columns + (Column(FP, "BIGINT"),))
+
+
+def transfer_select(spec: TableSpec, where: str = "") -> str:
+    """DuckDB query producing the transfer columns of ``spec`` (a lake spec) and each row's fingerprint."""
+    cols = ", ".join(f"{send_expr(ident(c.name), c.type)} AS {ident(c.name)}" for c in spec.columns)
+    return f"SELECT {cols}, {fingerprint.of(spec)} AS {ident(FP)} FROM {spec.source} {where}".rstrip()
 
 
 @dataclass(frozen=True)
 class ChangeSet:
-    """The rows one table sends in one run, and the watermark they lead to."""
+    """The rows one table sends in one run, and what the destination holds after they commit."""
 
-    spec: TableSpec
+    spec: TableSpec                  # the table as the destination holds it (transfer_spec)
     select_sql: str                  # DuckDB query producing the transfer columns
     params: tuple[Any, ...]
-    where: str                       # the change filter alone (same params)
-    rows: int                        # how many rows the query returns
+    rows: int                        # rows sent
     watermark_before: Watermark
     watermark_after: Watermark
-    full: bool                       # the whole table is sent (first load / refresh / replace)
+    full: bool                       # the whole table is sent
     tail_from: str | None = None     # append: the destination first deletes its rows with the incremental value >= this
+    only: pa.Table | None = None     # the fingerprints of the rows to send (None: every row select_sql returns)
+    inserts: int = 0                 # of ``rows``, those with a key the destination lacks (as the comparison expects)
+    deletes: int = 0                 # keys to delete after every table's rows (children first)
+    state_after: TableState = field(default_factory=TableState)  # what the destination holds once the rows commit
+    notes: tuple[str, ...] = ()
+
+    @property
+    def nothing(self) -> bool:
+        return self.rows == 0 and self.deletes == 0 and self.tail_from is None and not self.full
 
     def reader(self, con: duckdb.DuckDBPyConnection, batch_rows: int) -> pa.RecordBatchReader:
         """Stream the rows as Arrow record batches (bounded memory)."""
-        return con.execute(self.select_sql, list(self.params)).to_arrow_reader(batch_rows)
+        if self.only is None:
+            return con.execute(self.select_sql, list(self.params)).to_arrow_reader(batch_rows)
+        # Registered for as long as the (lazy) reader runs: the next change set's reader replaces it.
+        con.register("nw_only", self.only)
+        return con.execute(f"SELECT * FROM ({self.select_sql}) WHERE {ident(FP)} IN (SELECT fp FROM nw_only)",
+                           list(self.params)).to_arrow_reader(batch_rows)
 
 
-def _is_time(duck_type: str) -> bool:
-    return duck_type.upper().startswith(TIME_TYPES)
+def lake_totals(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> tuple[int, int]:
+    """(rows, sum of fingerprints) of a lake table: one hashing pass."""
+    n, total = con.execute(f"SELECT count(*), coalesce(sum({fingerprint.of(spec)}), 0) FROM {spec.source}").fetchone()
+    return int(n), int(total)
 
 
-def _after_cursor(spec: TableSpec, wm: Watermark) -> tuple[str, list[Any]]:
-    """SQL for "(inc, key) > (wm.value, wm.key)", expanded so NULL-free and portable."""
-    inc = spec.incremental_column
-    inc_type = spec.column(inc).type
-    terms = [(ident(inc), inc_type, wm.value)]
-    if wm.key and len(wm.key) == len(spec.primary_key):
-        terms += [(ident(k), spec.column(k).type, v) for k, v in zip(spec.primary_key, wm.key)]
-    params: list[Any] = []
-
-    def build(i: int) -> str:
-        col, typ, val = terms[i]
-        params.append(str(val))
-        if i == len(terms) - 1:
-            return f"{col} > CAST(? AS {typ})"
-        params.append(str(val))
-        head = f"{col} > CAST(? AS {typ}) OR ({col} = CAST(? AS {typ}) AND ("
-        return head + build(i + 1) + "))"
-
-    return build(0), params
-
-
-def change_filter(spec: TableSpec, wm: Watermark, lookback_seconds: float, full: bool,
-                  append_tail: bool = False) -> tuple[str, list[Any]]:
-    """WHERE clause (or '') and parameters selecting the rows to send."""
-    inc = spec.incremental_column
-    if full or spec.mode == REPLACE or not inc or wm.value is None:
-        return "", []
-    col = ident(inc)
-    inc_type = spec.column(inc).type
+def full_changes(con: duckdb.DuckDBPyConnection, spec: TableSpec, revision: str = "full") -> ChangeSet:
+    """Every row of a table as one change set, as a first load sends it (tools, tests and the benchmark)."""
     if spec.mode == APPEND:
-        return f"WHERE {col} {'>=' if append_tail else '>'} CAST(? AS {inc_type})", [wm.value]
-    if lookback_seconds > 0 and _is_time(inc_type):
-        cond = f"{col} >= CAST(? AS {inc_type}) - to_microseconds(CAST(? AS BIGINT))"
-        return f"WHERE {col} IS NULL OR {cond}", [wm.value, int(lookback_seconds * 1_000_000)]
-    cond, params = _after_cursor(spec, wm)
-    return f"WHERE {col} IS NULL OR {cond}", params
+        return append_changes(con, spec, Watermark(), True, False)
+    n, total = lake_totals(con, spec)
+    wm = next_watermark(con, spec, Watermark())
+    after = TableState(wm, n, (), True, total, fingerprint.version(), revision)
+    return ChangeSet(transfer_spec(spec), transfer_select(spec), (), n, Watermark(), wm, True, inserts=n, state_after=after)
+
+
+# --- keyed tables: compare fingerprints ------------------------------------------------------
+
+def temp_name(kind: str, spec: TableSpec) -> str:
+    import hashlib
+
+    return f"nw_{kind}_{hashlib.md5(spec.name.encode()).hexdigest()[:12]}"
+
+
+def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool) -> tuple[str, str, str]:
+    """Compare the lake with what the destination holds (``holdings``, current).
+
+    Creates three temporary tables and returns their names: the lake's
+    (sent keys, fingerprint) rows, those to send (all of them when ``full``),
+    and the keys to delete (each with the fingerprint the destination holds)."""
+    lake_fp, up, gone = temp_name("lake", spec), temp_name("up", spec), temp_name("gone", spec)
+    held = holdings.table(spec)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {lake_fp} AS SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {ident(FP)} FROM {spec.source}")
+    if full:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {up} AS SELECT * FROM {lake_fp}")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {up} AS SELECT l.* FROM {lake_fp} l ANTI JOIN {held} h ON l.{ident(FP)} = h.{ident(FP)}")
+    keys = ", ".join(f"h.{ident(k)}" for k in spec.primary_key)
+    match = " AND ".join(f"h.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
+    # Held rows whose fingerprint the lake lacks are old versions or deleted keys; the deleted ones have no lake key.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT {keys}, h.{ident(FP)} FROM "
+                f"(SELECT * FROM {held} h ANTI JOIN {lake_fp} l ON h.{ident(FP)} IS NOT DISTINCT FROM l.{ident(FP)}) h "
+                f"ANTI JOIN {lake_fp} l ON {match}")
+    return lake_fp, up, gone
+
+
+def state_after_upserts(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, up: str,
+                        version: str, revision: str) -> tuple[TableState, int]:
+    """(what the destination holds once ``up`` is merged, how many of ``up`` are new keys)."""
+    held = holdings.table(spec)
+    match = " AND ".join(f"h.{ident(k)} = u.{ident(k)}" for k in spec.primary_key)
+    n_held, sum_held, _ = holdings.totals(spec)
+    replaced_n, replaced_sum = con.execute(
+        f"SELECT count(*), coalesce(sum(h.{ident(FP)}), 0) FROM {held} h SEMI JOIN {up} u ON {match}").fetchone()
+    up_n, up_sum = con.execute(f"SELECT count(*), coalesce(sum({ident(FP)}), 0) FROM {up}").fetchone()
+    state = TableState(row_count=n_held - int(replaced_n) + int(up_n), fingerprint_sum=sum_held - int(replaced_sum) + int(up_sum),
+                       fingerprint_version=version, revision=revision, loaded=True)
+    return state, int(up_n) - int(replaced_n)
+
+
+def duplicate_keys(con: duckdb.DuckDBPyConnection, spec: TableSpec, limit: int = 5) -> list[tuple]:
+    """Keys (as sent) that more than one lake row has: a key the lake does not enforce, or one
+    that collides once sent (two TIMESTAMP_NS values in the same microsecond)."""
+    keys = ", ".join(ident(k) for k in spec.primary_key)
+    return con.execute(f"SELECT {keys} FROM (SELECT {sent_keys(spec)} FROM {spec.source}) GROUP BY ALL HAVING count(*) > 1 "
+                       f"ORDER BY ALL LIMIT {int(limit)}").fetchall()
+
+
+def lossy_key(spec: TableSpec) -> bool:
+    from .typemap import pg_type
+
+    return any(pg_type(spec.column(k).type).lossy for k in spec.primary_key)
+
+
+def key_columns_sql(spec: TableSpec) -> str:
+    return ", ".join(f"{ident(k)} {key_type(spec, k)}" for k in spec.primary_key)
+
+
+# --- append-only tables: the cursor -------------------------------------------------------------
+
+def append_filter(spec: TableSpec, wm: Watermark, tail: bool) -> tuple[str, list[Any]]:
+    """WHERE clause and parameters of an append-only table's new rows: strictly after the watermark, or
+    from it on when the destination replaces its tail."""
+    if wm.value is None:
+        return "", []
+    inc = spec.incremental_column
+    return f"WHERE {ident(inc)} {'>=' if tail else '>'} CAST(? AS {spec.column(inc).type})", [wm.value]
 
 
 def next_watermark(con: duckdb.DuckDBPyConnection, spec: TableSpec, current: Watermark) -> Watermark:
@@ -118,9 +200,8 @@ def next_watermark(con: duckdb.DuckDBPyConnection, spec: TableSpec, current: Wat
     if not inc or spec.mode == REPLACE:
         return Watermark()
     col = ident(inc)
-    inc_type = spec.column(inc).type
+    upper = spec.column(inc).type.upper()
     cap = ""
-    upper = inc_type.upper()
     if "TIME ZONE" in upper:
         cap = f" AND {col} <= now()"
     elif upper.startswith("DATE"):
@@ -130,42 +211,20 @@ def next_watermark(con: duckdb.DuckDBPyConnection, spec: TableSpec, current: Wat
     key = list(spec.primary_key) if spec.mode == MERGE else []
     order = ", ".join(f"{ident(c)} DESC" for c in [inc, *key])
     select = ", ".join(f"CAST({ident(c)} AS VARCHAR)" for c in [inc, *key])
-    row = con.execute(f"SELECT {select} FROM {ident(spec.name)} WHERE {col} IS NOT NULL{cap} ORDER BY {order} LIMIT 1").fetchone()
+    row = con.execute(f"SELECT {select} FROM {spec.source} WHERE {col} IS NOT NULL{cap} ORDER BY {order} LIMIT 1").fetchone()
     if row is None:
         return current
     return Watermark(row[0], tuple(row[1:]))
 
 
-def transfer_select(spec: TableSpec, where: str = "") -> str:
-    cols = ", ".join(f"{send_expr(ident(c.name), c.type)} AS {ident(c.name)}" for c in spec.columns)
-    return f"SELECT {cols} FROM {ident(spec.name)} {where}".rstrip()
-
-
-def change_set(
-    con: duckdb.DuckDBPyConnection,
-    spec: TableSpec,
-    watermark: Watermark,
-    lookback_seconds: float = 0.0,
-    full: bool = False,
-    append_tail: bool = False,
-) -> ChangeSet:
-    """Build the change set of ``spec`` after ``watermark``.
-
-    ``append_tail``: the destination can replace an append-only table's rows from the watermark on."""
-    full = full or spec.mode == REPLACE or not spec.incremental_column or watermark.value is None
-    append_tail = append_tail and spec.mode == APPEND and not full
-    where, params = change_filter(spec, watermark, lookback_seconds, full, append_tail)
-    rows = con.execute(f"SELECT count(*) FROM {ident(spec.name)} {where}", params).fetchone()[0]
-    after = next_watermark(con, spec, watermark) if spec.incremental_column else Watermark()
-    if spec.mode == APPEND and after.value is None:
+def append_changes(con: duckdb.DuckDBPyConnection, spec: TableSpec, watermark: Watermark, full: bool, tail: bool) -> ChangeSet:
+    """An append-only table's change set: every row when ``full`` or never loaded, else the rows after the watermark."""
+    full = full or watermark.value is None
+    tail = tail and not full
+    where, params = ("", []) if full else append_filter(spec, watermark, tail)
+    rows = con.execute(f"SELECT count(*) FROM {spec.source} {where}", params).fetchone()[0]
+    after = next_watermark(con, spec, watermark)
+    if after.value is None:
         after = watermark
-    return ChangeSet(spec, transfer_select(spec, where), tuple(params), where, rows, watermark, after, full,
-                     watermark.value if append_tail else None)
-
-
-def missing_keys_sql(spec: TableSpec, dest_keys_view: str) -> str:
-    """Keys present in the destination (a view of text columns) but gone from the lake."""
-    cast = ", ".join(f"CAST(d.{ident(k)} AS {spec.column(k).type}) AS {ident(k)}" for k in spec.primary_key)
-    keys = ", ".join(ident(k) for k in spec.primary_key)
-    return f"SELECT {cast} FROM {dest_keys_view} d EXCEPT SELECT {keys} FROM {ident(spec.name)}"
-
+    return ChangeSet(transfer_spec(spec), transfer_select(spec, where), tuple(params), rows, watermark, after, full,
+                     watermark.value if tail else None)

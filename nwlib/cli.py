@@ -63,14 +63,17 @@ def print_report(report, con) -> None:
 
     title = ("plan (dry run)" if report.dry_run else "sync report") + f" — run {report.run_id} → {report.destination}"
     t = Table(title=title)
-    cols = ["#", "table", "mode", "status"] + (["rows to send"] if report.dry_run else ["inserted", "updated", "deleted", "seconds"]) + ["watermark"]
-    for c in cols:
-        t.add_column(c, justify="right" if c in ("#", "inserted", "updated", "deleted", "seconds", "rows to send") else "left")
+    counts = ["to insert", "to update", "to delete"] if report.dry_run else ["inserted", "updated", "deleted", "seconds"]
+    for c in ["#", "table", "mode", "status", *counts, "watermark"]:
+        t.add_column(c, justify="right" if c == "#" or c in counts else "left")
     for i, r in enumerate(report.tables, 1):
-        nums = [f"{r.inserted:,}"] if report.dry_run else [f"{r.inserted:,}", f"{r.updated:,}", f"{r.deleted:,}", f"{r.seconds:.2f}"]
+        nums = [f"{r.inserted:,}", f"{r.updated:,}", f"{r.deleted:,}"] + ([] if report.dry_run else [f"{r.seconds:.2f}"])
         status = r.status if not r.error else f"{r.status}: {r.error}"
         t.add_row(str(i), r.table, r.mode, status, *nums, _fmt_wm(r.watermark_after))
     con.print(t)
+    for r in report.tables:
+        for note in r.notes:
+            con.print(f"  {r.table}: {note}")
 
 
 def cmd_sync(args) -> int:
@@ -94,12 +97,15 @@ def cmd_status(args) -> int:
     con = _console()
     con.print(f"destination: {st.destination}  (round trip {st.latency_ms:.1f} ms)")
     con.print(f"lake: {s.duckdb_path}")
-    t = Table("table", "lake rows", "dest rows", "watermark", "source max", "lag (s)", "last run", "status")
+    t = Table("table", "lake rows", "dest rows", "compared", "watermark", "source max", "lag (s)", "last run", "status")
     for r in st.tables:
-        t.add_row(r.table, f"{r.lake_rows:,}", "-" if r.dest_rows is None else f"{r.dest_rows:,}", r.watermark or "-",
+        t.add_row(r.table, f"{r.lake_rows:,}", "-" if r.dest_rows is None else f"{r.dest_rows:,}", r.sync, r.watermark or "-",
                   r.source_max or "-", "-" if r.lag_seconds is None else f"{r.lag_seconds:,.0f}",
                   str(r.last_run or "-"), r.last_status or "never")
     con.print(t)
+    for r in st.tables:
+        if r.problem:
+            con.print(f"  {r.table}: {r.problem}")
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from . import lake
+from .lake.metadata import is_original_format
 from .errors import InputRejected
 from .model import TableSpec
 from .sql import ident
@@ -60,7 +61,8 @@ def _specs(con) -> dict[str, TableSpec]:
         return lake.read_specs(con)
     except SourceModelError:
         # A table without a key is still editable by its columns; fall back to the raw catalog.
-        return {t: TableSpec(t, lake.columns_of(con, t)) for t in lake.user_tables(con)}
+        return {t.name: TableSpec(t.name, lake.columns_of(con, t.table, t.schema), lake_schema=t.schema,
+                                  lake_table=t.table if t.table != t.name else None) for t in lake.lake_tables(con)}
 
 
 def _spec(con, table: str) -> TableSpec:
@@ -136,12 +138,13 @@ def _describe_key(key: Mapping[str, object]) -> str:
 
 
 def _check_parents(con, spec: TableSpec, row: Mapping[str, object]) -> None:
+    specs = _specs(con) if spec.foreign_keys else {}
     for fk in spec.foreign_keys:
         vals = [row.get(c) for c in fk.columns]
         if any(v is None for v in vals):
             continue
         cond = " AND ".join(f"{ident(rc)} = ?" for rc in fk.ref_columns)
-        if not con.execute(f"SELECT 1 FROM {ident(fk.ref_table)} WHERE {cond} LIMIT 1", vals).fetchone():
+        if not con.execute(f"SELECT 1 FROM {specs[fk.ref_table].source} WHERE {cond} LIMIT 1", vals).fetchone():
             shown = ", ".join(f"{rc}={v}" for rc, v in zip(fk.ref_columns, vals))
             raise InputRejected(f"{spec.name}.{','.join(fk.columns)} points to {fk.ref_table} {shown}, which does not exist",
                                 f"insert that {fk.ref_table} row first or pick an existing one")
@@ -165,7 +168,7 @@ def _bump(con, spec: TableSpec) -> object | None:
         return datetime.now(timezone.utc).replace(tzinfo=None)
     if t == "DATE":
         return date.today()
-    return con.execute(f"SELECT coalesce(max({ident(inc)}), 0) + 1 FROM {ident(spec.name)}").fetchone()[0]
+    return con.execute(f"SELECT coalesce(max({ident(inc)}), 0) + 1 FROM {spec.source}").fetchone()[0]
 
 
 def get_row(path: Path | str, table: str, key: Mapping[str, object]) -> dict[str, object] | None:
@@ -175,7 +178,7 @@ def get_row(path: Path | str, table: str, key: Mapping[str, object]) -> dict[str
         k = _key(spec, key)
         _check_types(con, spec, k)
         where, params = _where_key(spec, k)
-        cur = con.execute(f"SELECT * FROM {ident(table)} WHERE {where}", params)
+        cur = con.execute(f"SELECT * FROM {spec.source} WHERE {where}", params)
         row = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], row)) if row else None
     finally:
@@ -191,7 +194,7 @@ def insert_row(path: Path | str, table: str, values: Mapping[str, object]) -> st
         _check_not_null(spec, {c.name: row.get(c.name) for c in spec.columns})
         if key:
             where, params = _where_key(spec, key)
-            if con.execute(f"SELECT 1 FROM {ident(table)} WHERE {where}", params).fetchone():
+            if con.execute(f"SELECT 1 FROM {spec.source} WHERE {where}", params).fetchone():
                 raise InputRejected(f"{table} already has a row with {_describe_key(key)}", "use Update to change it, or pick a new key")
         _check_parents(con, spec, row)
         inc = spec.incremental_column
@@ -199,7 +202,7 @@ def insert_row(path: Path | str, table: str, values: Mapping[str, object]) -> st
             row[inc] = _bump(con, spec)
         row = {k: v for k, v in row.items() if v is not None}
         cols = list(row)
-        con.execute(f"INSERT INTO {ident(table)} ({', '.join(ident(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        con.execute(f"INSERT INTO {spec.source} ({', '.join(ident(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})",
                     [row[c] for c in cols])
         return f"inserted into {table}: {_describe_key(key) if key else 'one row'}"
 
@@ -212,7 +215,7 @@ def update_row(path: Path | str, table: str, key: Mapping[str, object], values: 
         changes = {c: v for c, v in _clean(spec, values).items() if c not in spec.primary_key and c != spec.incremental_column}
         _check_types(con, spec, {**k, **changes})
         where, params = _where_key(spec, k)
-        cur = con.execute(f"SELECT * FROM {ident(table)} WHERE {where}", params)
+        cur = con.execute(f"SELECT * FROM {spec.source} WHERE {where}", params)
         current = cur.fetchone()
         if not current:
             raise InputRejected(f"{table} has no row with {_describe_key(k)}", "load an existing row first")
@@ -224,7 +227,7 @@ def update_row(path: Path | str, table: str, key: Mapping[str, object], values: 
         if not changes:
             raise InputRejected(f"nothing to change in {table}", "edit a column other than the key")
         sets = ", ".join(f"{ident(c)} = ?" for c in changes)
-        con.execute(f"UPDATE {ident(table)} SET {sets} WHERE {where}", list(changes.values()) + params)
+        con.execute(f"UPDATE {spec.source} SET {sets} WHERE {where}", list(changes.values()) + params)
         bumped = f" ({spec.incremental_column} bumped)" if spec.incremental_column else ""
         return f"updated {table} {_describe_key(k)}{bumped}"
 
@@ -239,19 +242,19 @@ def delete_row(path: Path | str, table: str, key: Mapping[str, object]) -> str:
         k = _key(spec, _clean(spec, key))
         _check_types(con, spec, k)
         where, params = _where_key(spec, k)
-        if not con.execute(f"SELECT 1 FROM {ident(table)} WHERE {where}", params).fetchone():
+        if not con.execute(f"SELECT 1 FROM {spec.source} WHERE {where}", params).fetchone():
             raise InputRejected(f"{table} has no row with {_describe_key(k)}", "load an existing row first")
         for child in specs.values():
             for fk in child.foreign_keys:
                 if fk.ref_table != table or child.name == table and all(c in spec.primary_key for c in fk.columns):
                     continue
-                ref = con.execute(f"SELECT {', '.join(ident(c) for c in fk.ref_columns)} FROM {ident(table)} WHERE {where}", params).fetchone()
+                ref = con.execute(f"SELECT {', '.join(ident(c) for c in fk.ref_columns)} FROM {spec.source} WHERE {where}", params).fetchone()
                 cond = " AND ".join(f"{ident(c)} = ?" for c in fk.columns)
-                n = con.execute(f"SELECT count(*) FROM {ident(child.name)} WHERE {cond}", list(ref)).fetchone()[0]
+                n = con.execute(f"SELECT count(*) FROM {child.source} WHERE {cond}", list(ref)).fetchone()[0]
                 if n:
                     raise InputRejected(f"{n} row(s) of {child.name} still point to {table} {_describe_key(k)}",
                                         f"delete those {child.name} rows first (children before parents)")
-        con.execute(f"DELETE FROM {ident(table)} WHERE {where}", params)
+        con.execute(f"DELETE FROM {spec.source} WHERE {where}", params)
         return f"deleted from {table}: {_describe_key(k)}"
 
 
@@ -280,8 +283,10 @@ def parse_foreign_keys(text: str) -> list[NewForeignKey]:
 
 
 def _ensure_metadata(con) -> None:
-    con.execute("CREATE TABLE IF NOT EXISTS table_metadata (table_name VARCHAR PRIMARY KEY, schema_json VARCHAR)")
-    con.execute("CREATE TABLE IF NOT EXISTS fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR)")
+    """The metadata tables as the original project declares them (format: nwlib.lake.metadata)."""
+    con.execute("CREATE TABLE IF NOT EXISTS table_metadata (table_name VARCHAR PRIMARY KEY, schema_json JSON)")
+    con.execute("CREATE TABLE IF NOT EXISTS fk_metadata (table_name VARCHAR, column_name VARCHAR, ref_table VARCHAR, ref_column VARCHAR, "
+                "PRIMARY KEY (table_name, column_name))")
 
 
 def create_table(path: Path | str, name: str, columns: Sequence[NewColumn], primary_key: Sequence[str],
@@ -315,9 +320,9 @@ def create_table(path: Path | str, name: str, columns: Sequence[NewColumn], prim
             if fk.ref_column not in {c.name for c in lake.columns_of(con, fk.ref_table)}:
                 raise InputRejected(f"foreign key {name}.{fk.column} references {fk.ref_table}.{fk.ref_column}, which does not exist",
                                     "name an existing column (usually its primary key)")
-        inc = "updated_at" if "updated_at" in names else None
         body = ", ".join(f"{ident(c.name)} {c.type}" + (" NOT NULL" if c.name in pk else "") for c in cols)
-        meta = {"columns": [{"name": c.name, "type": c.type} for c in cols], "primary_key": pk, "incremental_column": inc}
+        meta = lake.original_schema_json([(c.name, c.type) for c in cols], pk,
+                                         [(fk.column, fk.ref_table, fk.ref_column) for fk in foreign_keys])
         con.execute("BEGIN")
         try:
             con.execute(f"CREATE TABLE {ident(name)} ({body}, PRIMARY KEY ({', '.join(ident(p) for p in pk)}))")
@@ -352,8 +357,11 @@ def add_column(path: Path | str, table: str, column: str, ctype: str) -> str:
                 meta = json.loads(row[0]) if row[0] else {}
                 if isinstance(meta, list):
                     meta = {"columns": meta}
-                meta.setdefault("columns", [])
-                meta["columns"].append({"name": column, "type": ctype})
+                if is_original_format(meta):
+                    meta[column] = {"data_type": ctype, "primary_key": False, "foreign_key": None}
+                else:
+                    meta.setdefault("columns", [])
+                    meta["columns"].append({"name": column, "type": ctype})
                 con.execute("UPDATE table_metadata SET schema_json = ? WHERE table_name = ?", [json.dumps(meta), table])
             con.execute("COMMIT")
         except BaseException:

@@ -1,32 +1,34 @@
 """The sync engine: settings → lake → plan → destination → ledger.
 
-``plan`` reads the lake's model and orders it; ``sync`` sends each step's
-change set (one atomic destination call per step, retried when the failure is
-transient), creates foreign keys, then reconciles deletes children-first.
-A failed table does not stop independent tables; tables that depend on it
-are skipped.  The lake is only read.
+``sync`` reads the lake's model and orders it (:mod:`nwlib.plan`), works out
+every table's change set by comparing fingerprints (:mod:`nwlib.cdc`, whose
+docstring is the contract), sends each step's rows (one atomic destination
+call per step, retried when the failure is transient), creates foreign keys,
+then deletes children-first, and writes one ledger row per table.  A table
+that fails (or cannot be synced at all) does not stop independent tables;
+tables that depend on it are skipped.  The lake is only read.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from . import cdc, destinations, lake
+from . import cdc, destinations, evolution, fingerprint, lake
 from .cdc import ChangeSet
-from .destinations.base import Destination
-from .errors import DestinationError, NwError, SyncFailed
-from .keyset import KeySet, keyset_path
+from .destinations.base import DeleteResult, Destination
+from .errors import DestinationError, NwError, SchemaChangeError, SyncFailed
+from .holdings import Holdings, holdings_path
 from .lake import open_lake, stream_connection
-from .model import FAILED, MERGE, OK, PLANNED, SKIPPED, Plan, SyncReport, TableReport, TableSpec, Watermark
+from .model import APPEND, FAILED, MERGE, OK, PLANNED, REPLACE, SKIPPED, Plan, SyncReport, TableReport, TableSpec, TableState
 from .plan import read_plan
 from .records import new_run_id, now
 from .settings import Settings
 from .sql import ident
-from .typemap import send_expr
 
 ProgressFactory = Callable[[int], "ProgressSink"]
 
@@ -62,6 +64,10 @@ def _retrying(settings: Settings) -> Retrying:
     )
 
 
+def _mode(cs: ChangeSet) -> str:
+    return cs.spec.mode + (" full" if cs.full else " incremental")
+
+
 @dataclass
 class _Run:
     settings: Settings
@@ -69,9 +75,14 @@ class _Run:
     dest: Destination
     plan: Plan
     run_id: str
-    progress: ProgressSink
-    keys: KeySet | None = None
+    holdings: Holdings
     stream: duckdb.DuckDBPyConnection | None = None
+    progress: ProgressSink = field(default_factory=lambda: ProgressSink(0, False))
+    states: dict[str, TableState] = field(default_factory=dict)
+    changes: dict[str, ChangeSet] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _commits: itertools.count = field(default_factory=itertools.count)
 
     def reader(self, cs: ChangeSet):
         return cs.reader(self.stream or self.con, self.settings.batch_size)
@@ -79,13 +90,22 @@ class _Run:
     def call(self, fn):
         return _retrying(self.settings)(fn)
 
+    def revision(self) -> str:
+        """A new revision token: it changes with every commit nwlib makes to a table."""
+        return f"{self.run_id}.{next(self._commits)}"
+
+    def note(self, table: str, *notes: str) -> None:
+        self.notes[table] = self.notes.get(table, ()) + tuple(n for n in notes if n)
+
 
 def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: bool = False,
          dry_run: bool = False, show_progress: bool = True, destination: Destination | None = None,
          progress: ProgressFactory | None = None) -> SyncReport:
     """Run one sync; returns the report (``report.ok`` says if every table made it).
 
-    ``progress(total_rows)`` makes the progress display (a dashboard's bar); default tqdm."""
+    ``dry_run`` works out the same change sets and reports them (inserts, updates, deletes per table)
+    without writing to the destination.  ``progress(total_rows)`` makes the progress display
+    (a dashboard's bar); default tqdm."""
     run_id = new_run_id()
     with open_lake(settings) as con:
         plan = read_plan(settings, con, tables, full_refresh)
@@ -102,68 +122,151 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
                 dest.close()
 
 
-def _dry_run(settings: Settings, con: duckdb.DuckDBPyConnection, dest: Destination, plan: Plan, run_id: str) -> SyncReport:
-    states = dest.states(plan.order)
-    reports = []
-    for name in plan.order:
-        spec = plan.specs[name]
-        full = name in plan.full_refresh or not states[name].loaded
-        cs = cdc.change_set(con, spec, Watermark() if full else states[name].watermark, settings.cdc_lookback_seconds, full,
-                            dest.capabilities.append_replaces_tail)
-        reports.append(TableReport(name, spec.mode + (" full" if cs.full else " incremental"), PLANNED, inserted=cs.rows,
-                                   watermark_before=cs.watermark_before, watermark_after=cs.watermark_after))
-    return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True)
+def _open_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str) -> _Run:
+    run = _Run(settings, con, dest, plan, run_id, Holdings(con, holdings_path(settings.destination_path, dest.describe())))
+    lake.raise_memory(con, settings)   # the comparisons are joins: they get DUCKDB_MEMORY_LIMIT (streaming keeps 64MB)
+    return run
 
 
-def _sync(settings: Settings, con: duckdb.DuckDBPyConnection, dest: Destination, plan: Plan, run_id: str, show_progress: bool,
+def _dry_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str) -> SyncReport:
+    run = _open_run(settings, con, dest, plan, run_id)
+    try:
+        run.states = dest.states(plan.order)
+        _work_out_changes(run, apply_policy=True)
+        reports = []
+        for name in plan.order:
+            spec = plan.specs[name]
+            if name in run.problems:
+                reports.append(TableReport(name, spec.mode, FAILED, error=run.problems[name]))
+                continue
+            cs = run.changes[name]
+            reports.append(TableReport(name, _mode(cs), PLANNED, inserted=cs.inserts, updated=cs.rows - cs.inserts, deleted=cs.deletes,
+                                       watermark_before=cs.watermark_before, watermark_after=cs.watermark_after, notes=cs.notes))
+        return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True)
+    finally:
+        run.holdings.close()
+
+
+def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, show_progress: bool,
           make_progress: ProgressFactory | None = None) -> SyncReport:
-    specs = [plan.specs[t] for t in plan.order]
-    schema_changes = _retrying(settings)(lambda: dest.prepare(specs, plan.full_refresh))
-    full = set(plan.full_refresh) | set(dest.needs_full())
-    states = _retrying(settings)(lambda: dest.states(plan.order))
-    changes: dict[str, ChangeSet] = {}
-    for name in plan.order:
-        refresh = name in full or not states[name].loaded
-        wm = Watermark() if refresh else states[name].watermark
-        changes[name] = cdc.change_set(con, plan.specs[name], wm, settings.cdc_lookback_seconds, refresh,
-                                       dest.capabilities.append_replaces_tail)
-    total = sum(c.rows for c in changes.values())
-    progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
-    keys = KeySet(con, keyset_path(settings.destination_path, dest.describe()), settings.duckdb_memory_limit)
-    run = _Run(settings, con, dest, plan, run_id, progress, keys, stream_connection(settings))
+    run = _open_run(settings, con, dest, plan, run_id)
     reports: dict[str, TableReport] = {}
     try:
+        run.states = run.call(lambda: dest.states(plan.order))
+        sent = _apply_policies(run)
+        schema_changes = run.call(lambda: dest.prepare([cdc.transfer_spec(s) for s in sent.values()], plan.full_refresh))
+        for name, error in dest.schema_errors().items():
+            run.problems.setdefault(name, error)
+        _work_out_changes(run, apply_policy=False, specs=sent)
+        total = sum(cs.rows + cs.deletes for cs in run.changes.values())
+        run.progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
+        run.stream = stream_connection(settings)
         for step in plan.steps:
-            _load_step(run, step.tables, changes, reports, schema_changes)
+            _load_step(run, step.tables, reports, schema_changes)
         if dest.capabilities.foreign_keys:
             _foreign_keys(run, reports)
         for step in reversed(plan.steps):
-            names = [n for n in step.tables if reports[n].status == OK and plan.specs[n].mode == MERGE]
-            if len(names) > 1 and dest.capabilities.joint_transactions:
-                _reconcile_cycle(run, names, reports)
-            else:
-                for name in names:
-                    reports[name] = _reconcile(run, plan.specs[name], reports[name])
+            _delete_step(run, step.tables, reports)
     finally:
-        progress.close()
-        keys.close()
-        run.stream.close()
-    return SyncReport(run_id, dest.capabilities.name, tuple(reports[t] for t in plan.order))
+        run.progress.close()
+        run.holdings.close()
+        if run.stream is not None:
+            run.stream.close()
+    final = tuple(reports[t] for t in plan.order)
+    with contextlib.suppress(NwError):   # the ledger is best effort: the data and its state are already durable
+        run.call(lambda: dest.record(run_id, final))
+    return SyncReport(run_id, dest.capabilities.name, final)
 
 
-def _foreign_keys(run: _Run, reports: dict[str, TableReport]) -> None:
-    """Create the lake's foreign keys; a failure fails every table that loaded (their FKs are missing)."""
-    try:
-        for table, note in run.call(run.dest.ensure_foreign_keys) or ():
-            reports[table] = replace(reports[table], schema_changes=reports[table].schema_changes + (note,))
-            run.call(lambda: run.dest.note_schema_changes(run.run_id, table, (note,)))  # noqa: B023 (called at once)
-    except NwError as exc:
-        for name in run.plan.order:
-            if reports[name].status == OK:
-                reports[name] = replace(reports[name], status=FAILED, error=f"foreign keys: {exc}")
+# --- change sets ------------------------------------------------------------------------------
+
+def _apply_policies(run: _Run) -> dict[str, TableSpec]:
+    """The spec each table is sent with under SCHEMA_CHANGES; a table the policy stops gets a problem."""
+    sent = {}
+    for name in run.plan.order:
+        spec = run.plan.specs[name]
+        if spec.problem:
+            run.problems[name] = spec.problem
+            continue
+        if fingerprint.COLUMN in spec.column_names:
+            run.problems[name] = (f"table {name!r} has a column named {fingerprint.COLUMN!r}, which nwlib adds to every destination "
+                                  "table — rename that column in the lake")
+            continue
+        last = tuple(c for c in run.states[name].columns if c.name != fingerprint.COLUMN)
+        try:
+            sent[name] = evolution.apply_policy(spec, run.settings.schema_policy(name), last, name in run.plan.full_refresh)
+        except SchemaChangeError as exc:
+            run.problems[name] = str(exc)
+            continue
+        run.note(name, *evolution.discarded(spec, sent[name]))
+    return sent
 
 
-def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_changes) -> None:
+def _work_out_changes(run: _Run, apply_policy: bool, specs: dict[str, TableSpec] | None = None) -> None:
+    if apply_policy:
+        specs = _apply_policies(run)
+    for name in run.plan.order:
+        if name in run.problems or name not in specs:
+            continue
+        try:
+            run.changes[name] = _changes(run, specs[name], run.states[name])
+        except SchemaChangeError as exc:
+            run.problems[name] = str(exc)
+        except DestinationError as exc:
+            run.problems[name] = str(exc)
+
+
+def _changes(run: _Run, spec: TableSpec, state: TableState) -> ChangeSet:
+    if spec.mode == APPEND:
+        full = spec.name in run.plan.full_refresh or spec.name in run.dest.needs_full() or not state.loaded
+        return cdc.append_changes(run.con, spec, state.watermark, full, run.dest.capabilities.append_replaces_tail)
+    version = fingerprint.version()
+    refresh = spec.name in run.plan.full_refresh
+    n, total = cdc.lake_totals(run.con, spec)
+    same = state.loaded and not refresh and state.fingerprint_version == version and (state.row_count, state.fingerprint_sum) == (n, total)
+    if same:
+        return ChangeSet(cdc.transfer_spec(spec), "", (), 0, state.watermark, state.watermark, False, state_after=state)
+    wm_after = cdc.next_watermark(run.con, spec, state.watermark)
+    if spec.mode == REPLACE:
+        after = TableState(wm_after, n, (), True, total, version, run.revision())
+        return ChangeSet(cdc.transfer_spec(spec), cdc.transfer_select(spec), (), n, state.watermark, wm_after, True, state_after=after)
+    return _compare(run, spec, state, version, wm_after)
+
+
+def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_after) -> ChangeSet:
+    """A keyed table whose lake differs from the destination's recorded state: compare row by row."""
+    con, holdings = run.con, run.holdings
+    refresh = spec.name in run.plan.full_refresh
+    notes = []
+    if refresh or not holdings.current(spec, state) or (state.loaded and state.fingerprint_sum is None):
+        holdings.load(spec, run.call(lambda: run.dest.fingerprints(cdc.transfer_spec(spec))), state)
+        held_n, held_sum, unknown = holdings.totals(spec)
+        if state.loaded and (held_n, held_sum) != (state.row_count, state.fingerprint_sum) and not unknown:
+            notes.append(f"recorded state corrected from the destination's rows ({state.row_count:,} → {held_n:,} rows)")
+    new_version = state.loaded and state.fingerprint_version not in (None, version)
+    if new_version:
+        notes.append(f"fingerprint function changed ({state.fingerprint_version} → {version}): compared every row once")
+    if cdc.lossy_key(spec) or not spec.primary_key_enforced:
+        dups = cdc.duplicate_keys(con, spec)
+        if dups:
+            shown = "; ".join(str(d if len(d) > 1 else d[0]) for d in dups)
+            why = " once sent (nanoseconds are cut to microseconds)" if cdc.lossy_key(spec) else ""
+            raise SchemaChangeError(f"table {spec.name!r} has duplicate primary keys in the lake{why} ({', '.join(spec.primary_key)} = {shown})",
+                                    "make the key unique in the lake (or cast it in a view) and rerun")
+    full = refresh or new_version or not state.loaded
+    _, up, gone = cdc.compare(con, spec, holdings, full)
+    rows = con.execute(f"SELECT count(*) FROM {up}").fetchone()[0]
+    deletes = con.execute(f"SELECT count(*) FROM {gone}").fetchone()[0]
+    after, inserts = cdc.state_after_upserts(con, spec, holdings, up, version, run.revision())
+    after = replace(after, watermark=wm_after)
+    only = None if full else con.execute(f"SELECT {ident(fingerprint.COLUMN)} AS fp FROM {up}").to_arrow_table()
+    return ChangeSet(cdc.transfer_spec(spec), cdc.transfer_select(spec), (), rows, state.watermark, wm_after, full, None, only,
+                     inserts, deletes, after, tuple(notes))
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def _load_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport], schema_changes) -> None:
     plan, dest = run.plan, run.dest
     started = now()
     blocked = [fk.ref_table for t in tables for fk in plan.specs[t].foreign_keys
@@ -172,33 +275,139 @@ def _load_step(run: _Run, tables: Sequence[str], changes, reports, schema_change
         for t in tables:
             reports[t] = TableReport(t, plan.specs[t].mode, SKIPPED, started_at=started, finished_at=now(),
                                      error=f"skipped: parent table {blocked[0]} did not load")
-            dest.record_skipped(run.run_id, t, plan.specs[t].mode, reports[t].error)
         return
-    step_changes = [changes[t] for t in tables]
+    failed = {t: run.problems[t] for t in tables if t in run.problems}
+    if not failed:
+        failed = _lake_problems(run, tables)
+    if failed:
+        first = next(iter(failed.values()))
+        for t in tables:
+            error = failed.get(t) or f"failed with {next(iter(failed))} (loaded in one step): {first}"
+            reports[t] = TableReport(t, plan.specs[t].mode, FAILED, started_at=started, finished_at=now(), error=error)
+        return
+    step = [run.changes[t] for t in tables]
+    # A table is loaded when it has rows to send, or its recorded state must change (a schema change noted,
+    # a repaired sum): the state (columns included) is written with its rows.
+    busy = [cs for cs in step if not cs.nothing or cs.state_after != run.states[cs.spec.name] or schema_changes.get(cs.spec.name)]
+    results = {}
+    if busy:
+        for cs in busy:
+            run.progress.table(cs.spec.name)
+        try:
+            results = run.call(lambda: dest.load(busy, run.reader, run.run_id, run.progress.advance))
+        except NwError as exc:
+            error = _explain(run, [plan.specs[cs.spec.name] for cs in busy], exc)
+            for cs in step:
+                reports[cs.spec.name] = TableReport(cs.spec.name, _mode(cs), FAILED, watermark_before=cs.watermark_before,
+                                                    watermark_after=cs.watermark_before, started_at=started, finished_at=now(), error=error)
+            return
+    for cs in step:
+        name = cs.spec.name
+        r = results.get(name)
+        if r is not None and plan.specs[name].mode == MERGE:
+            _remember_load(run, plan.specs[name], cs, r)
+        notes = tuple(schema_changes.get(name, ())) + (r.schema_changes if r else ())
+        reports[name] = TableReport(name, _mode(cs), OK, r.inserted if r else 0, r.updated if r else 0, 0, cs.watermark_before,
+                                    cs.watermark_after, started, now(), None, notes, run.notes.get(name, ()) + cs.notes)
+
+
+def _remember_load(run: _Run, spec: TableSpec, cs: ChangeSet, result) -> None:
+    """After a commit: the local copy of what the destination holds follows, unless the destination did
+    something else than expected (then the copy is read again next time)."""
+    if result.inserted != cs.inserts:
+        run.holdings.forget(spec)
+    elif cs.rows:
+        run.holdings.upsert(spec, cdc.temp_name("up", spec), cs.state_after.revision, cs.state_after.fingerprint_version)
+    else:
+        run.holdings.stamp(spec, cs.state_after.revision, cs.state_after.fingerprint_version)
+
+
+def _lake_problems(run: _Run, tables: Sequence[str]) -> dict[str, str]:
+    """Lake rows a destination that enforces foreign keys (or jsonb) would refuse: one line per table, before writing."""
+    out = {}
+    caps = run.dest.capabilities
     for t in tables:
-        run.progress.table(t)
+        cs = run.changes[t]
+        spec = run.plan.specs[t]
+        # A child is checked when it sends rows, or when a parent loses rows (its unchanged rows may point at them).
+        parent_deletes = any(run.changes[fk.ref_table].deletes for fk in spec.foreign_keys if fk.ref_table in run.changes)
+        problem = None
+        if caps.foreign_keys and (cs.rows or cs.full or parent_deletes):
+            problem = _orphans(run, spec)
+        if not problem and caps.strict_json and (cs.rows or cs.full):
+            problem = _json_problem(run, spec, cs)
+        if problem:
+            out[t] = problem
+    return out
+
+
+def _orphans(run: _Run, spec: TableSpec) -> str | None:
+    """Child rows whose parent row is not in the lake (possible when keys live only in metadata)."""
+    for fk in spec.foreign_keys:
+        parent = run.plan.model.get(fk.ref_table)
+        if parent is None or tuple(parent.primary_key) != tuple(fk.ref_columns):
+            continue   # not a constraint the destination enforces
+        cols = ", ".join(ident(c) for c in fk.columns)
+        refs = ", ".join(ident(c) for c in fk.ref_columns)
+        not_null = " AND ".join(f"{ident(c)} IS NOT NULL" for c in fk.columns)
+        sample = run.con.execute(f"SELECT {cols} FROM {spec.source} WHERE {not_null} EXCEPT SELECT {refs} FROM {parent.source} "
+                                 "ORDER BY ALL LIMIT 5").fetchall()
+        if sample:
+            shown = "; ".join(str(r if len(r) > 1 else r[0]) for r in sample)
+            return (f"table {spec.name!r} column {', '.join(fk.columns)} has values with no {fk.ref_table} row in the lake "
+                    f"({', '.join(fk.columns)} = {shown}) — the lake breaks its own foreign key: fix those rows (or the key in fk_metadata) and rerun")
+    return None
+
+
+def _json_problem(run: _Run, spec: TableSpec, cs: ChangeSet) -> str | None:
+    """JSON values PostgreSQL's jsonb cannot hold exactly: NaN/Infinity, \\u0000, duplicate keys."""
+    from .typemap import pg_type
+
+    for c in spec.columns:
+        if pg_type(c.type).pg != "jsonb":
+            continue
+        col = ident(c.name)
+        from .typemap import send_expr
+
+        rows = f"(SELECT {send_expr(col, c.type)} AS j FROM {spec.source} WHERE {col} IS NOT NULL)"
+        if cs.only is not None:
+            run.con.register("nw_only", cs.only)
+            rows = (f"(SELECT {send_expr(col, c.type)} AS j FROM {spec.source} WHERE {col} IS NOT NULL "
+                    f"AND {fingerprint.of(spec)} IN (SELECT fp FROM nw_only))")
+        try:
+            bad = run.con.execute(
+                f"SELECT count(*) FILTER (WHERE t.type = 'DOUBLE' AND lower(t.value) IN ('nan', '-nan', 'infinity', '-infinity', 'inf', '-inf')), "
+                f"count(*) FILTER (WHERE contains(coalesce(t.key, ''), chr(0)) OR (t.type = 'VARCHAR' AND contains(json_extract_string(t.value, '$'), chr(0)))) "
+                f"FROM {rows} r, json_tree(r.j) t").fetchone()
+            dup = run.con.execute(f"SELECT count(*) FROM (SELECT r.rowid_, t.parent, t.key FROM (SELECT row_number() OVER () AS rowid_, j FROM {rows}) r, "
+                                  "json_tree(r.j) t WHERE t.key IS NOT NULL GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        except duckdb.Error as exc:
+            return f"table {spec.name!r} column {c.name!r} holds a value that is not valid JSON ({exc.__class__.__name__}) — fix it in the lake"
+        finally:
+            if cs.only is not None:
+                run.con.unregister("nw_only")
+        if bad[0]:
+            return (f"table {spec.name!r} column {c.name!r}: {bad[0]} value(s) hold NaN or Infinity, which PostgreSQL jsonb cannot store — "
+                    "replace them in the lake (NULL, or a string) and rerun")
+        if bad[1]:
+            return (f"table {spec.name!r} column {c.name!r}: {bad[1]} value(s) hold the character \\u0000, which PostgreSQL jsonb cannot store — "
+                    "remove it in the lake and rerun")
+        if dup:
+            return (f"table {spec.name!r} column {c.name!r}: {dup} JSON object(s) repeat a key, which jsonb would collapse to the last one — "
+                    "make the keys unique in the lake and rerun")
+    return None
+
+
+def _foreign_keys(run: _Run, reports: dict[str, TableReport]) -> None:
+    """Create the lake's foreign keys; a failure fails every table that loaded (their FKs are missing)."""
     try:
-        results = run.call(lambda: dest.load(step_changes, run.reader, run.run_id, run.progress.advance))
+        for table, note in run.call(run.dest.ensure_foreign_keys) or ():
+            if table in reports:
+                reports[table] = replace(reports[table], schema_changes=reports[table].schema_changes + (note,))
     except NwError as exc:
-        error = _explain(run, [cs.spec for cs in step_changes], exc)
-        for cs in step_changes:
-            dest.record_failure(run.run_id, cs.spec.name, cs.spec.mode, error)
-            reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode, FAILED, watermark_before=cs.watermark_before,
-                                                watermark_after=cs.watermark_before, started_at=started, finished_at=now(), error=error)
-        return
-    for cs in step_changes:
-        if cs.spec.mode == MERGE and run.keys is not None:
-            if cs.full:
-                run.keys.rebuild(cs.spec)
-            else:
-                run.keys.add(cs.spec, cs.where, cs.params)
-        r = results[cs.spec.name]
-        notes = tuple(schema_changes.get(cs.spec.name, ())) + r.schema_changes
-        if notes:
-            run.call(lambda: dest.note_schema_changes(run.run_id, cs.spec.name, notes))  # noqa: B023 (called at once)
-        reports[cs.spec.name] = TableReport(cs.spec.name, cs.spec.mode + (" full" if cs.full else " incremental"), OK,
-                                            r.inserted, r.updated, 0, cs.watermark_before, cs.watermark_after,
-                                            started, now(), None, notes)
+        for name in run.plan.order:
+            if reports[name].status == OK:
+                reports[name] = replace(reports[name], status=FAILED, error=f"foreign keys: {exc}")
 
 
 def _explain(run: _Run, specs: Sequence[TableSpec], exc: NwError) -> str:
@@ -206,9 +415,7 @@ def _explain(run: _Run, specs: Sequence[TableSpec], exc: NwError) -> str:
     for spec in specs:
         if spec.mode != MERGE:
             continue
-        keys = ", ".join(ident(k) for k in spec.primary_key)
-        dup = run.con.execute(
-            f"SELECT {keys} FROM {ident(spec.name)} GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL LIMIT 5").fetchall()
+        dup = cdc.duplicate_keys(run.con, spec)
         if dup:
             shown = "; ".join(str(d if len(d) > 1 else d[0]) for d in dup)
             return (f"table {spec.name!r} has duplicate primary keys in the lake ({', '.join(spec.primary_key)} = {shown}) — "
@@ -216,92 +423,67 @@ def _explain(run: _Run, specs: Sequence[TableSpec], exc: NwError) -> str:
     return str(exc)
 
 
-def _reconcile(run: _Run, spec: TableSpec, report: TableReport) -> TableReport:
-    """Make the destination's key set equal the lake's (see cdc's rules on deletes)."""
-    dest, con, keys = run.dest, run.con, run.keys
-    try:
-        lake_rows = lake.row_count(con, spec.name)
-        # The destination's row count is kept exactly, in the same transactions as its rows.
-        actual = run.call(lambda: dest.states([spec.name]))[spec.name].row_count
-        if actual == lake_rows:
-            return report
-        lake.raise_memory(con, run.settings)  # room for the key joins (kept to the end of the run)
-        if actual < lake_rows:
-            # Rows arrived with timestamps older than the cursor: re-merge the whole table.
-            cs = cdc.change_set(con, spec, Watermark(), run.settings.cdc_lookback_seconds, full=True)
-            cs = replace(cs, watermark_after=report.watermark_after)
-            res = run.call(lambda: dest.load([cs], run.reader, run.run_id, run.progress.advance))[spec.name]
-            report = replace(report, inserted=report.inserted + res.inserted, updated=report.updated + res.updated)
-            actual = run.call(lambda: dest.row_count(spec.name))
-        deleted = 0
-        if actual > lake_rows and keys is not None and keys.has(spec):
-            # Fast path: keys we remember sending, minus the lake's keys.
-            n = _delete(run, spec, keys.gone_sql(spec))
-            deleted, actual = deleted + n, actual - n
-        if actual != lake_rows:
-            actual = run.call(lambda: dest.row_count(spec.name))  # trust, but count before the slow path
-        if actual > lake_rows:
-            # Slow path: ask the destination for every key.
-            def gone_from_destination():
-                con.register("nw_dest_keys", dest.keys(spec))
-                try:
-                    con.execute("CREATE OR REPLACE TEMP TABLE nw_dest_keys_t AS SELECT * FROM nw_dest_keys")
-                finally:
-                    con.unregister("nw_dest_keys")
-            run.call(gone_from_destination)
-            n = _delete(run, spec, cdc.missing_keys_sql(spec, "nw_dest_keys_t"))
-            deleted, actual = deleted + n, actual - n
-            if keys is not None:
-                keys.rebuild(spec)
-        run.call(lambda: dest.set_row_count(spec.name, lake_rows))
-        return replace(report, deleted=report.deleted + deleted, finished_at=now())
-    except NwError as exc:
-        error = _explain(run, [spec], exc)  # the full re-merge meets duplicate keys too
-        error = f"deletes: {exc}" if error == str(exc) else error
-        dest.record_failure(run.run_id, spec.name, "merge deletes", error)
-        return replace(report, status=FAILED, error=error, finished_at=now())
-
+# --- deletes ----------------------------------------------------------------------------------
 
 class _RollBack(Exception):
     pass
 
 
-def _reconcile_cycle(run: _Run, names: Sequence[str], reports: dict[str, TableReport]) -> None:
-    """Deletes of an FK cycle in one destination transaction: a row and the row that references it
-    back (a department and its manager) can only leave together."""
-    before = {n: reports[n] for n in names}
+def _delete_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport]) -> None:
+    """Delete what the lake lost, for one step; the tables of an FK cycle in one destination transaction
+    (a row and the row that references it back can only leave together)."""
+    names = [n for n in tables if reports.get(n) and reports[n].status == OK and n in run.changes and run.changes[n].deletes]
+    if not names:
+        return
+    if len(names) > 1 and run.dest.capabilities.joint_transactions:
+        before = {n: reports[n] for n in names}
+        try:
+            with run.dest.transaction():
+                for name in names:
+                    reports[name] = _delete(run, name, reports[name], in_transaction=True)
+                if any(reports[n].status == FAILED for n in names):
+                    raise _RollBack
+        except (NwError, _RollBack) as exc:
+            error = next((reports[n].error for n in names if reports[n].status == FAILED), None) if isinstance(exc, _RollBack) else f"deletes: {exc}"
+            for name in names:
+                reports[name] = replace(before[name], status=FAILED, error=error, finished_at=now())
+                run.holdings.forget(run.plan.specs[name])  # it may list deletes that were rolled back
+        return
+    for name in names:
+        reports[name] = _delete(run, name, reports[name])
+
+
+def _delete(run: _Run, name: str, report: TableReport, in_transaction: bool = False) -> TableReport:
+    spec = run.plan.specs[name]
+    cs = run.changes[name]
+    gone = cdc.temp_name("gone", spec)
+    same_step = set(next(s.tables for s in run.plan.steps if name in s.tables))
+    protect = tuple(fk for other in run.plan.model.values() for fk in other.foreign_keys
+                    if fk.ref_table == name and other.name not in same_step and not other.problem)
+    revision = run.revision()
+
+    def send() -> DeleteResult:
+        keys = run.con.execute(f"SELECT * FROM {gone}").to_arrow_reader(run.settings.batch_size)
+        return run.dest.delete(cs.spec, keys, run.run_id, revision, protect)
     try:
-        with run.dest.transaction():
-            for name in names:
-                reports[name] = _reconcile(run, run.plan.specs[name], reports[name])
-            if any(reports[n].status == FAILED for n in names):
-                raise _RollBack
-    except (NwError, _RollBack) as exc:
-        error = next((reports[n].error for n in names if reports[n].status == FAILED), None) if isinstance(exc, _RollBack) else f"deletes: {exc}"
-        for name in names:
-            run.dest.record_failure(run.run_id, name, "merge deletes", error)
-            reports[name] = replace(before[name], status=FAILED, error=error, finished_at=now())
-        if run.keys is not None:
-            for name in names:
-                run.keys.forget(run.plan.specs[name])  # it may list deletes that were rolled back
-
-
-def _delete(run: _Run, spec: TableSpec, gone_sql: str) -> int:
-    """Delete the keys ``gone_sql`` selects (lake-typed) from the destination; forget them."""
-    con = run.con
-    con.execute(f"CREATE OR REPLACE TEMP TABLE nw_gone AS {gone_sql}")
-    if not con.execute("SELECT count(*) FROM nw_gone").fetchone()[0]:
-        return 0
-    send = ", ".join(f"{send_expr(ident(k), spec.column(k).type)} AS {ident(k)}" for k in spec.primary_key)
-    n = run.call(lambda: run.dest.delete(spec, con.execute(f"SELECT {send} FROM nw_gone").to_arrow_reader(run.settings.batch_size), run.run_id))
-    if run.keys is not None:
-        run.keys.remove(spec, "temp.main.nw_gone")
-    return n
+        result = send() if in_transaction else run.call(send)
+    except NwError as exc:
+        run.holdings.forget(spec)
+        return replace(report, status=FAILED, error=f"deletes: {exc}", finished_at=now())
+    run.progress.advance(name, cs.deletes)
+    if result.held_back:
+        run.holdings.forget(spec)   # which keys stayed is the destination's to say: read it again next time
+        referencing = sorted({fk.table for fk in protect})
+        note = (f"{result.held_back:,} delete(s) held back: rows of {', '.join(referencing)} in the destination still reference them "
+                "(sync those tables too, e.g. without --tables)")
+        return replace(report, deleted=report.deleted + result.deleted, finished_at=now(), notes=report.notes + (note,))
+    run.holdings.remove(spec, gone, revision, fingerprint.version())
+    return replace(report, deleted=report.deleted + result.deleted, finished_at=now())
 
 
 def raise_for_failures(report: SyncReport) -> SyncReport:
     if not report.ok:
         first = report.failed[0]
         more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
-        raise SyncFailed(f"table {first.table!r} failed{more}: {first.error}", "fix the cause and rerun `nw sync`; loaded tables are kept")
+        raise SyncFailed(f"table {first.table!r} failed{more}: {first.error}", "loaded tables are kept; rerun `nw sync` once it is fixed")
     return report

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .sql import ident
+
 
 @dataclass(frozen=True)
 class Column:
@@ -43,14 +45,32 @@ PLANNED = "planned"        # dry run: what a sync would send
 STATUSES = (OK, FAILED, SKIPPED, PLANNED)
 
 
+LAKE_DEFAULT_SCHEMA = "main"
+
+
+def published_name(schema: str, table: str) -> str:
+    """The name a lake table goes by in the destination, the ledger and ``--tables``:
+    the table's own name in DuckDB's ``main`` schema, ``<schema>__<table>`` in any other."""
+    return table if schema == LAKE_DEFAULT_SCHEMA else f"{schema}__{table}"
+
+
 @dataclass(frozen=True)
 class TableSpec:
-    name: str
+    name: str                                  # published name (see published_name)
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     incremental_column: str | None = None
     mode: str = MERGE
+    lake_schema: str = LAKE_DEFAULT_SCHEMA
+    lake_table: str | None = None              # its name in the lake when it differs from ``name``
+    problem: str | None = None                 # why this table cannot be synced (one line); None when it can
+    primary_key_enforced: bool = False         # DuckDB enforces the key (a declared PRIMARY KEY), so no duplicates exist
+
+    @property
+    def source(self) -> str:
+        """The table in the lake, quoted for DuckDB SQL (in a session whose current database is the lake)."""
+        return f"{ident(self.lake_schema)}.{ident(self.lake_table or self.name)}"
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -90,12 +110,24 @@ class Watermark:
 
 @dataclass(frozen=True)
 class TableState:
-    """What the destination remembers about one table between runs."""
+    """What the destination remembers about one table between runs, written with its rows.
+
+    ``row_count`` and ``fingerprint_sum`` describe the rows it holds (the sum of
+    their fingerprints; None when unknown), under ``fingerprint_version``;
+    ``revision`` changes with every commit that touches the table, so a local
+    copy of what it holds can tell whether it is still current."""
 
     watermark: Watermark = Watermark()
     row_count: int = 0
     columns: tuple[Column, ...] = ()
     loaded: bool = False
+    fingerprint_sum: int | None = None
+    fingerprint_version: str | None = None
+    revision: str | None = None
+
+    def fingerprints_json(self) -> dict:
+        return {"soma": None if self.fingerprint_sum is None else str(self.fingerprint_sum),
+                "versao": self.fingerprint_version, "revisao": self.revision}
 
 
 @dataclass(frozen=True)
@@ -112,8 +144,9 @@ class Step:
 @dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
-    specs: dict[str, TableSpec]
+    specs: dict[str, TableSpec]                 # the tables of this run
     full_refresh: frozenset[str] = frozenset()
+    model: dict[str, TableSpec] = field(default_factory=dict)   # every table of the lake (foreign keys of tables left out)
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -134,6 +167,7 @@ class TableReport:
     finished_at: datetime | None = None
     error: str | None = None
     schema_changes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()          # what else the run did or held back (deferred deletes, a full compare …)
 
     @property
     def seconds(self) -> float:

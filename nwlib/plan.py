@@ -28,7 +28,8 @@ def select(specs: dict[str, TableSpec], tables: Iterable[str] | None) -> dict[st
 
 def read_plan(settings: Settings, con: duckdb.DuckDBPyConnection, tables: Iterable[str] | None = None,
               full_refresh: bool = False) -> Plan:
-    specs = lake.read_specs(con, settings.incremental_columns, settings.append_only_tables, settings.full_replace_tables)
+    specs = lake.read_specs(con, settings.incremental_columns, settings.append_only_tables, settings.full_replace_tables,
+                            settings.lake_schemas)
     chosen = select(specs, tables)
     refresh = frozenset(chosen) if (full_refresh or settings.truncate_before_load) else frozenset()
-    return Plan(graph.load_steps(chosen.values()), chosen, refresh)
+    return Plan(graph.load_steps(chosen.values()), chosen, refresh, specs)

@@ -9,7 +9,9 @@ Delta destinations; it depends on nothing above the type map.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from decimal import Context, Decimal
 
 import duckdb
 
@@ -29,19 +31,64 @@ def is_nested(duck_type: str) -> bool:
     return duckdb.sqltype(duck_type).id in ("list", "array", "struct", "map", "union")
 
 
+JSON_FUNCTION = "nw_canonical_json"
+
+
+def canonical_json(text: str | None) -> str | None:
+    """One text per JSON value: keys sorted, no spaces, numbers exact (1.0, 1 and 1e0 alike; the 29th
+    digit kept), NaN/Infinity as words.  Text that is not JSON stays as it is, marked, so it differs."""
+    if text is None:
+        return None
+
+    def number(raw: str) -> Decimal:
+        return Decimal(raw).normalize(Context(prec=max(28, len(raw))))
+
+    def plain(value):
+        if isinstance(value, Decimal):
+            return "NaN" if value.is_nan() else ("Infinity" if value == Decimal("Infinity") else "-Infinity" if value == Decimal("-Infinity")
+                                                 else format(value, "f") if value == value.to_integral_value() else str(value))
+        if isinstance(value, float):  # NaN / Infinity, read by parse_constant
+            return repr(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+    try:
+        parsed = json.loads(text, parse_float=number, parse_int=number, parse_constant=float)
+    except ValueError:
+        return "not json: " + text
+    return json.dumps(plain(parsed), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def use_exact_json(con: duckdb.DuckDBPyConnection) -> None:
+    """Give ``con`` the function :func:`lake_expr` and :func:`dest_expr` use for JSON columns.
+
+    DuckDB's own ``json()`` reads numbers as doubles (a 29th digit vanishes), so the comparison is
+    made on :func:`canonical_json` instead (a vectorised Python function: ``nw verify`` only)."""
+    import pyarrow as pa
+
+    def canonical(values):
+        return pa.array([canonical_json(v) for v in values.to_pylist()], pa.string())
+    try:
+        con.create_function(JSON_FUNCTION, canonical, ["VARCHAR"], "VARCHAR", type="arrow")
+    except duckdb.Error:
+        pass  # already there
+
+
 def lake_expr(column: Column) -> str:
-    """The lake's value in the form both sides are compared in."""
+    """The lake's value in the form both sides are compared in (JSON needs :func:`use_exact_json`)."""
     col, typ = ident(column.name), column.type
     if is_json(typ):
-        return f"CAST(json({col}) AS VARCHAR)"
+        return f"{JSON_FUNCTION}(CAST({col} AS VARCHAR))"
     return send_expr(col, typ)
 
 
 def dest_expr(column: Column) -> str:
-    """Cast a destination's text (or typed) column back to the lake's comparable form."""
+    """Cast a destination's text (or typed) column back to the lake's comparable form (JSON: see :func:`lake_expr`)."""
     col, typ = ident(column.name), column.type
     if is_json(typ):
-        return f"CAST(json({col}) AS VARCHAR)"
+        return f"{JSON_FUNCTION}(CAST({col} AS VARCHAR))"
     if typ.upper() == "BLOB":
         parsed = f"unhex(CAST({col} AS VARCHAR))"
     elif typ.upper() == "BLOB[]":

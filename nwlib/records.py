@@ -5,7 +5,8 @@ The seed's per-table columns (``tabela_nome``, ``ultima_carga``,
 destination stores the same fields, each in its own way (a PostgreSQL table,
 JSON lines in S3, a Delta table), and builds its rows with :func:`ledger_row`.
 ``ultima_carga`` is when that table's load committed; ``linhas_carregadas`` is
-rows inserted + updated.
+rows inserted + updated; ``observacoes`` notes what else the run did or held
+back (deletes kept for a table left out, a full compare, columns not sent).
 
 This is the ledger's *format*, kept low in the layers so destinations can
 write it; reading the history back into runs is :mod:`nwlib.ledger`.
@@ -38,6 +39,7 @@ LEDGER_COLUMNS: dict[str, str] = {
     "ultima_carga": "timestamptz",
     "erro": "text",
     "mudancas_schema": "text",
+    "observacoes": "text",
 }
 COUNT_COLUMNS = ("linhas_inseridas", "linhas_atualizadas", "linhas_excluidas", "linhas_carregadas")
 TIME_COLUMNS = ("iniciado_em", "finalizado_em", "ultima_carga")
@@ -79,4 +81,30 @@ def report_row(run_id: str, r: TableReport) -> dict:
                       watermark_antes=json.dumps(r.watermark_before.to_json()),
                       watermark_depois=json.dumps(r.watermark_after.to_json()),
                       finalizado_em=r.finished_at or now(), erro=r.error,
-                      mudancas_schema="; ".join(r.schema_changes) or None)
+                      mudancas_schema="; ".join(r.schema_changes) or None, observacoes="; ".join(r.notes) or None)
+
+
+def merge_ledger_rows(rows: list[dict]) -> list[dict]:
+    """One row per table per run, newest first: a run's final row when it wrote one, else its partial
+    rows (a load, its deletes) added up — what a run that died before its end left."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("run_id"), r.get("tabela_nome")), []).append(r)
+    out = []
+    for parts in groups.values():
+        parts.sort(key=lambda r: r.get("finalizado_em") or r.get("iniciado_em"))
+        finals = [r for r in parts if r.get("final")]
+        if finals:
+            row = dict(finals[-1])
+        else:
+            row = dict(parts[0])
+            for r in parts[1:]:
+                for k in COUNT_COLUMNS:
+                    row[k] = int(row.get(k) or 0) + int(r.get(k) or 0)
+                for k in ("finalizado_em", "ultima_carga", "watermark_depois", "status", "erro"):
+                    if r.get(k) is not None:
+                        row[k] = r[k]
+        row.pop("final", None)
+        out.append(row)
+    out.sort(key=lambda r: r.get("finalizado_em") or r.get("iniciado_em"), reverse=True)
+    return out

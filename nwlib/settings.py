@@ -20,6 +20,9 @@ from .errors import ConfigError
 DESTINATION_TYPES = ("POSTGRES", "S3", "DELTA", "DATABRICKS")
 DESTINATION_ALIASES = {"SUPABASE": "POSTGRES", "POSTGRESQL": "POSTGRES", "PG": "POSTGRES"}
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# What a run does when a lake table's columns no longer match the destination's (see nwlib.evolution).
+EVOLVE, FREEZE, DISCARD = "evolve", "freeze", "discard"
+SCHEMA_POLICIES = (EVOLVE, FREEZE, DISCARD)
 
 
 def _secret() -> str | None:
@@ -52,6 +55,8 @@ class Settings:
     append_only_tables: frozenset[str] = frozenset()
     full_replace_tables: frozenset[str] = frozenset()
     partition_columns: Mapping[str, str] = field(default_factory=dict)   # S3/Delta: table → partition column
+    schema_changes: Mapping[str, str] = field(default_factory=dict)      # table → policy; "" → every other table (default evolve)
+    lake_schemas: frozenset[str] | None = None                          # DuckDB schemas to sync (None: all)
     # S3 / Delta / Databricks (used by their destinations)
     s3_bucket_name: str | None = None
     s3_prefix: str = "raw"
@@ -89,6 +94,10 @@ class Settings:
             query["sslrootcert"] = self.db_sslrootcert
         netloc = f"{auth}@{self.db_host}:{self.db_port}"
         return urlunsplit(("postgresql", netloc, "/" + quote(self.db_name), urlencode(query), ""))
+
+    def schema_policy(self, table: str) -> str:
+        """SCHEMA_CHANGES for ``table``: its own entry, else the default, else evolve."""
+        return self.schema_changes.get(table) or self.schema_changes.get("") or EVOLVE
 
     def secrets(self) -> list[str]:
         """Values that must never appear in output (used by redaction)."""
@@ -159,6 +168,18 @@ def _pairs(name: str, raw: str) -> dict[str, str]:
     return out
 
 
+def _policies(name: str, raw: str) -> dict[str, str]:
+    """``evolve`` or ``freeze,pedidos=evolve``: a bare policy is the default, ``table=policy`` one table's."""
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in raw.split(","))):
+        table, sep, policy = item.rpartition("=") if "=" in item else ("", "", item)
+        policy = policy.strip().lower()
+        if policy not in SCHEMA_POLICIES or (sep and not table.strip()):
+            raise ConfigError(f"{name} entry {item!r} is not valid", f"use {' | '.join(SCHEMA_POLICIES)}, optionally per table: {name}=evolve,pedidos=freeze")
+        out[table.strip()] = policy
+    return out
+
+
 def _destination(name: str, raw: str) -> str:
     key = raw.strip().upper()
     key = DESTINATION_ALIASES.get(key, key)
@@ -191,6 +212,8 @@ _PARSERS = {
     "APPEND_ONLY_TABLES": ("append_only_tables", lambda n, v: _names(v)),
     "FULL_REPLACE_TABLES": ("full_replace_tables", lambda n, v: _names(v)),
     "PARTITION_COLUMNS": ("partition_columns", _pairs),
+    "SCHEMA_CHANGES": ("schema_changes", _policies),
+    "LAKE_SCHEMAS": ("lake_schemas", lambda n, v: _names(v) or None),
     "S3_BUCKET_NAME": ("s3_bucket_name", lambda n, v: v.strip() or None),
     "S3_PREFIX": ("s3_prefix", lambda n, v: v.strip().strip("/")),
     "AWS_REGION": ("aws_region", lambda n, v: v.strip() or None),

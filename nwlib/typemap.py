@@ -24,6 +24,7 @@ class PgType:
     send: str | None = None      # DuckDB cast target before transfer
     direct: bool = True
     json: bool = False            # value travels as JSON text (to_json)
+    lossy: bool = False           # the sent form drops detail (nanoseconds): distinct lake values may become equal
 
     @property
     def staging(self) -> str:
@@ -54,11 +55,11 @@ SCALARS: dict[str, PgType] = {
     "date": PgType("date"),
     "time": PgType("time"),
     "time with time zone": PgType("time with time zone", _TEXT, direct=False),
-    "time_ns": PgType("time", "TIME"),
+    "time_ns": PgType("time", "TIME", lossy=True),
     "timestamp": PgType("timestamp"),
     "timestamp_s": PgType("timestamp", "TIMESTAMP"),
     "timestamp_ms": PgType("timestamp", "TIMESTAMP"),
-    "timestamp_ns": PgType("timestamp", "TIMESTAMP"),
+    "timestamp_ns": PgType("timestamp", "TIMESTAMP", lossy=True),
     "timestamp with time zone": PgType("timestamp with time zone"),
     "interval": PgType("interval", _TEXT, direct=False),
     "uuid": PgType("uuid", _TEXT, direct=False),
@@ -103,9 +104,15 @@ def _map(t: duckdb.typing.DuckDBPyType) -> PgType:
 
 
 def send_expr(column_sql: str, duck_type: str) -> str:
-    """DuckDB expression that prepares a column for transfer."""
+    """DuckDB expression that prepares a column for transfer.
+
+    A MAP travels with its entries sorted by key: the same map in another key
+    order is the same value (jsonb would sort it anyway), so it neither counts
+    as a change nor reads back as a difference."""
     m = pg_type(duck_type)
     if m.json:
+        if duck_type.upper() != "JSON" and duckdb.sqltype(duck_type).id == "map":
+            column_sql = f"map_from_entries(list_sort(map_entries({column_sql})))"
         return f"CAST(to_json({column_sql}) AS VARCHAR)"
     if m.send:
         return f"CAST({column_sql} AS {m.send})"

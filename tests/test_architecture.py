@@ -21,7 +21,7 @@ PACKAGE = ROOT / "nwlib"
 LAYERS: list[tuple[str, ...]] = [
     ("settings", "errors", "model", "sql", "typemap", "records", "readback"),   # small values and rules
     ("lake",),                                                                    # the DuckDB lake
-    ("graph", "cdc", "plan", "keyset", "bootstrap", "editing", "browse"),         # plan (order + change sets), lake tools
+    ("graph", "cdc", "plan", "fingerprint", "holdings", "evolution", "bootstrap", "editing", "browse"),  # plan: order + change sets; lake tools
     ("destinations",),
     ("ledger", "engine"),
     ("verification", "status"),

@@ -1,8 +1,10 @@
 """Exact CDC against a real PostgreSQL: cursor ties, late rows, updates, deletes, keys, modes, cycles, selection.
 
-Every test ends with ``verify`` equal unless it documents a case the cursor
-cannot see on its own (then it shows that ``verify`` reports it and that
-``CDC_LOOKBACK_SECONDS`` fixes it).
+Keyed tables are compared by fingerprint (the contract in nwlib/cdc.py), so
+every case the old timestamp cursor could not see on its own — a late row at
+the watermark's instant with a smaller key, an update stamped in the past, a
+late insert balanced by a delete — is exact with no ``CDC_LOOKBACK_SECONDS``.
+Every test ends with ``verify`` equal.
 """
 from __future__ import annotations
 
@@ -35,7 +37,10 @@ def equal(settings) -> bool:
 
 
 def dest(pg, settings, table, order="1"):
-    return pg.execute(f'SELECT * FROM "{settings.db_schema}"."{table}" ORDER BY {order}').fetchall()
+    """The destination's rows without nwlib's fingerprint column."""
+    cols = [r[0] for r in pg.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                                     "AND column_name <> 'nw_fingerprint' ORDER BY ordinal_position", [settings.db_schema, table]).fetchall()]
+    return pg.execute(f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{settings.db_schema}"."{table}" ORDER BY {order}').fetchall()
 
 
 def simple_table(settings, n=5, ts=T0):
@@ -55,39 +60,30 @@ def test_rows_sharing_the_watermark_timestamp_with_a_larger_key_are_caught(setti
     assert equal(settings)
 
 
-def test_smaller_key_at_the_watermark_needs_the_lookback(make_settings):
-    """Documented limit: a row written later with the watermark's timestamp and a smaller key is
-    before the cursor.  Alone it is caught by the row-count check (the table is re-merged); when a
-    delete hides the count change, only CDC_LOOKBACK_SECONDS finds it — and `nw verify` says so."""
-    settings = make_settings()
+def test_smaller_key_at_the_watermark_is_caught_without_a_lookback(settings):
+    """A row written later with the watermark's timestamp and a smaller key — even when a delete in the
+    same run hides the change of count — is compared, not trusted to the cursor."""
     simple_table(settings)
     run(settings)
     lake(settings, f"INSERT INTO t VALUES (0, 'same instant, smaller key', {T0})")
-    assert counts(run(settings)["t"]) == (1, 0, 0)           # count check: lake 6 > destination 5 → re-merge
-    lake(settings, f"INSERT INTO t VALUES (-1, 'hidden', {T0})", "DELETE FROM t WHERE id = 3")
-    assert counts(run(settings)["t"]) == (0, 0, 0)           # counts equal: the cursor alone cannot see either change
-    checks = verify(settings)
-    assert (checks[0].missing, checks[0].extra) == (1, 1)     # … but verify does
-    looked_back = make_settings(CDC_LOOKBACK_SECONDS=1)
-    assert counts(run(looked_back)["t"]) == (1, 0, 1)
-    assert equal(looked_back)
+    assert counts(run(settings)["t"]) == (1, 0, 0)
+    lake(settings, f"INSERT INTO t VALUES (-1, 'hidden by the delete', {T0})", "DELETE FROM t WHERE id = 3")
+    assert counts(run(settings)["t"]) == (1, 0, 1)
+    assert equal(settings)
 
 
-def test_late_rows_with_older_timestamps_are_caught_by_the_lookback(make_settings, pg):
-    settings = make_settings(CDC_LOOKBACK_SECONDS=3600)
+def test_late_rows_with_older_timestamps_arrive_without_a_lookback(settings):
     simple_table(settings, 20, f"{T0} + to_seconds(i * 60)")  # one row a minute
     run(settings)
     # written late: an update and an insert stamped 30 minutes before the watermark, a delete hiding the count
     lake(settings, f"UPDATE t SET v = 'late update', updated_at = {T0} WHERE id = 4",
          f"INSERT INTO t VALUES (100, 'late insert', {T0})", "DELETE FROM t WHERE id = 1")
-    assert counts(run(settings)["t"]) == (1, 1, 1)           # the 60 re-read rows are identical: 0 updates for them
+    assert counts(run(settings)["t"]) == (1, 1, 1)
     assert equal(settings)
     assert counts(run(settings)["t"]) == (0, 0, 0)
-    without = make_settings(CDC_LOOKBACK_SECONDS=0)
-    lake(settings, f"UPDATE t SET v = 'too late', updated_at = {T0} WHERE id = 5")
-    assert counts(run(without)["t"]) == (0, 0, 0)            # without the lookback it is not seen
-    assert not equal(without)
+    lake(settings, "UPDATE t SET v = 'changed, stamp untouched' WHERE id = 5")
     assert counts(run(settings)["t"]) == (0, 1, 0)
+    assert equal(settings)
 
 
 def test_updates_are_applied_with_exact_counts(settings, pg):
@@ -280,12 +276,13 @@ def test_two_table_cycle_loads_in_one_step_and_updates(settings, pg):
     r = run(settings)
     assert counts(r["funcionarios"]) == (0, 0, 1) and counts(r["departamentos"]) == (0, 0, 1)
     assert equal(settings)
-    # a lake that breaks its own FK (a manager deleted, the department still points at them): the cycle's
-    # deletes roll back together, both tables say why, and fixing the lake lets the next run finish
+    # a lake that breaks its own FK (a manager deleted, the department still points at them): found before
+    # anything is written, the cycle's step stops with the orphan named, and fixing the lake lets the next run finish
     lake(settings, "DELETE FROM funcionarios WHERE id = 20")
     report = sync(settings, show_progress=False)
     failed = {t.table: t.error for t in report.tables if t.status == "failed"}
-    assert set(failed) == {"departamentos", "funcionarios"} and all("fk_departamentos_gerente" in e for e in failed.values())
+    assert set(failed) == {"departamentos", "funcionarios"}
+    assert "column gerente" in failed["departamentos"] and "gerente = 20" in failed["departamentos"]
     assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".funcionarios WHERE id = 20').fetchone() == (1,)
     lake(settings, f"UPDATE departamentos SET gerente = 1, updated_at = {T0} + INTERVAL 2 DAY WHERE id = 2")
     r = run(settings)
@@ -308,11 +305,12 @@ def test_dry_run_shows_the_order_and_changes_nothing(settings, pg):
     run(settings)
     lake(settings, f"UPDATE neto SET updated_at = {T0} + INTERVAL 1 DAY WHERE id <= 7")
     before = pg.execute(f'SELECT count(*), max(id) FROM "{settings.db_schema}".controle_cargas').fetchone()
+    lake(settings, "DELETE FROM neto WHERE id = 60", f"INSERT INTO neto VALUES (61, 1, {T0})")
     plan = sync(settings, dry_run=True, show_progress=False)
-    assert [(t.table, t.inserted, t.mode) for t in plan.tables] == [
-        ("pais", 0, "merge incremental"), ("filho", 0, "merge incremental"), ("neto", 7, "merge incremental")]
+    assert [(t.table, t.inserted, t.updated, t.deleted, t.mode) for t in plan.tables] == [
+        ("pais", 0, 0, 0, "merge incremental"), ("filho", 0, 0, 0, "merge incremental"), ("neto", 1, 7, 1, "merge incremental")]
     assert pg.execute(f'SELECT count(*), max(id) FROM "{settings.db_schema}".controle_cargas').fetchone() == before
-    assert counts(run(settings)["neto"]) == (0, 7, 0)          # the dry run moved no watermark
+    assert counts(run(settings)["neto"]) == (1, 7, 1)          # the dry run changed nothing
 
 
 def test_tables_option_syncs_only_those(settings, pg):
@@ -334,7 +332,7 @@ def test_tables_option_syncs_only_those(settings, pg):
 ])
 @pytest.mark.parametrize("key_type, keys", [("VARCHAR", ("b", "c,'\"d", "a")), ("UUID", (
     "'00000000-0000-0000-0000-00000000000b'", "'00000000-0000-0000-0000-00000000000c'", "'00000000-0000-0000-0000-00000000000a'"))])
-def test_cursor_ties_and_lookback_for_other_cursor_and_key_types(make_settings, cursor_type, t0, later, key_type, keys):
+def test_cursor_ties_and_late_updates_for_other_cursor_and_key_types(make_settings, cursor_type, t0, later, key_type, keys):
     settings = make_settings()
     quote = (lambda k: "'" + k.replace("'", "''") + "'") if key_type == "VARCHAR" else (lambda k: k)
     first, bigger, smaller = (quote(k) for k in keys)
@@ -344,9 +342,7 @@ def test_cursor_ties_and_lookback_for_other_cursor_and_key_types(make_settings, 
     lake(settings, f"INSERT INTO t VALUES ({bigger}, 2, {t0})")            # same instant, larger key: after the cursor
     assert counts(run(settings)["t"]) == (1, 0, 0)
     lake(settings, f"UPDATE t SET v = 9 WHERE k = {first}")                # a late update at the cursor's instant, smaller key
-    assert counts(run(settings)["t"]) == (0, 0, 0) and not equal(settings)
-    looked_back = make_settings(CDC_LOOKBACK_SECONDS=1)
-    assert counts(run(looked_back)["t"]) == (0, 1, 0)
+    assert counts(run(settings)["t"]) == (0, 1, 0) and equal(settings)
     lake(settings, f"INSERT INTO t VALUES ({smaller}, 3, {later})", f"UPDATE t SET v = 8, updated_at = {later} WHERE k = {bigger}")
     assert counts(run(settings)["t"]) == (1, 1, 0)
     assert equal(settings)

@@ -10,14 +10,13 @@ import duckdb
 import pytest
 
 from nwlib.bootstrap import PRIMARY_KEYS, bootstrap, mutate
-from nwlib.cdc import change_set
+from nwlib.cdc import full_changes, transfer_spec
 from nwlib.destinations import create
 from nwlib.destinations.delta import DeltaDestination, read_table
 from nwlib.engine import sync
 from nwlib.lake import open_lake
 from nwlib.plan import read_plan
 from nwlib.errors import DestinationError, SyncInProgress
-from nwlib.model import Watermark
 from nwlib.settings import load_settings
 from nwlib.status import status
 from nwlib.verification import verify
@@ -76,7 +75,9 @@ def test_delta_round_trip_merge_and_history(delta_env):
     st = status(settings)
     assert {r.table: r.dest_rows for r in st.tables} == {r.table: r.lake_rows for r in st.tables}
     assert {first.run_id, second.run_id} <= {h["run_id"] for h in st.history}
-    assert any(h["modo"] == "merge deletes" and h["linhas_excluidas"] for h in st.history)
+    rows = [h for h in st.history if h["run_id"] == second.run_id]      # one row per table per run, deletes included
+    assert sorted(h["tabela_nome"] for h in rows) == sorted(by)
+    assert {h["tabela_nome"]: h["linhas_excluidas"] for h in rows} == {t: r.deleted for t, r in by.items()}
 
 
 def test_delta_retried_step_is_not_applied_twice(tmp_path):
@@ -87,13 +88,13 @@ def test_delta_retried_step_is_not_applied_twice(tmp_path):
     dest = DeltaDestination(settings)
     with open_lake(settings) as con:
         plan = read_plan(settings, con, ["pagamentos"])
-        dest.prepare([plan.specs["pagamentos"]], frozenset())
-        cs = change_set(con, plan.specs["pagamentos"], Watermark())
+        dest.prepare([transfer_spec(plan.specs["pagamentos"])], frozenset())
+        cs = full_changes(con, plan.specs["pagamentos"])
         read = lambda c: c.reader(con, 1000)
         first = dest.load([cs], read, "run-1", lambda t, n: None)
         again = dest.load([cs], read, "run-1", lambda t, n: None)
     assert first["pagamentos"].inserted == again["pagamentos"].inserted == 200
-    assert dest.row_count("pagamentos") == 200          # an append-only table: a second append would double it
+    assert dest.states(["pagamentos"])["pagamentos"].row_count == 200   # an append-only table: a second append would double it
 
 
 @pytest.mark.slow
@@ -166,8 +167,8 @@ def test_delta_ledger_row_lost_in_a_crash_is_recovered_from_the_commit(tmp_path)
     dest = DeltaDestination(settings)
     with open_lake(settings) as con:
         spec = read_plan(settings, con, ["clientes"]).specs["clientes"]
-        dest.prepare([spec], frozenset())
-        cs = change_set(con, spec, Watermark())
+        dest.prepare([transfer_spec(spec)], frozenset())
+        cs = full_changes(con, spec)
         dest._apply(cs, lambda c: c.reader(con, 1000), "run-killed", lambda t, n: None)   # the commit, and then the "crash"
     assert not dest.history()
     report = sync(settings, show_progress=False)

@@ -85,7 +85,10 @@ def test_create_add_drop_keep_metadata_in_step(small_lake):
         con.close()
     assert spec.primary_key == ("id",) and spec.incremental_column == "updated_at"
     assert [(fk.columns, fk.ref_table) for fk in spec.foreign_keys] == [(("id_cliente",), "clientes")]
-    assert [c["name"] for c in meta["columns"]] == ["id", "id_cliente", "nota", "updated_at", "comentario"]
+    # written in the original project's form: keyed by column (nwlib.lake.metadata)
+    assert list(meta) == ["id", "id_cliente", "nota", "updated_at", "comentario"]
+    assert meta["id"] == {"data_type": "BIGINT", "primary_key": True, "foreign_key": None}
+    assert meta["id_cliente"]["foreign_key"] == {"table": "clientes", "column": "id_cliente"}
     assert spec.column("nota").type == "DECIMAL(5,1)"
 
     editing.insert_row(small_lake, "avaliacoes", {"id": "1", "id_cliente": "1", "nota": "4.5"})

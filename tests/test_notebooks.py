@@ -78,7 +78,7 @@ def _run(kernel, name: str, out: Path, **params):
 def _counts(path) -> dict[str, int]:
     con = lake.connect(path, read_only=True)
     try:
-        return {t: lake.row_count(con, t) for t in lake.user_tables(con)}
+        return {name: lake.row_count(con, spec) for name, spec in lake.read_specs(con).items()}
     finally:
         con.close()
 

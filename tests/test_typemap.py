@@ -236,10 +236,10 @@ def test_hostile_table_and_column_names(settings, pg):
     names, expected = lake_rows(settings.duckdb_path, HOSTILE_TABLE, "ID Maiúsculo")
     assert names == list(HOSTILE_COLUMNS)
     assert dest_rows(pg, settings.db_schema, names, HOSTILE_TABLE, "ID Maiúsculo") == expected
-    # the lake's names are kept exactly (case, spaces, quotes), not folded
+    # the lake's names are kept exactly (case, spaces, quotes), not folded; nwlib's fingerprint column comes last
     got = [r[0] for r in pg.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
                                     "ORDER BY ordinal_position", [settings.db_schema, HOSTILE_TABLE]).fetchall()]
-    assert got == list(HOSTILE_COLUMNS)
+    assert got == [*HOSTILE_COLUMNS, "nw_fingerprint"]
 
 
 @pytest.mark.parametrize("duck, pg", [

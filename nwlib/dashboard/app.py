@@ -115,7 +115,7 @@ class Dashboard:
     def _read_lake(self) -> None:
         with self.lake() as con:
             self.plan = read_plan(self.settings, con)
-            self.rows = {t: lake.row_count(con, t) for t in self.plan.order}
+            self.rows = {t: lake.row_count(con, self.plan.specs[t]) for t in self.plan.order}
 
     def refresh_status(self) -> None:
         from ..status import status

@@ -61,7 +61,7 @@ class EditTab:
         if spec.primary_key:
             with self.app.lake() as con:
                 keys = ", ".join(ident(k) for k in spec.primary_key)
-                cur = con.execute(f"SELECT * FROM {ident(table)} ORDER BY {keys} LIMIT 1")
+                cur = con.execute(f"SELECT * FROM {spec.source} ORDER BY {keys} LIMIT 1")
                 row = cur.fetchone()
                 names = [d[0] for d in cur.description]
             if row:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ContextManager, Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from ..cdc import ChangeSet
-from ..model import FAILED, SKIPPED, TableSpec, TableState
+from ..model import APPEND, REPLACE, ForeignKey, TableReport, TableSpec, TableState
 
 Progress = Callable[[str, int], None]        # (table, rows just sent)
 ReaderFactory = Callable[[ChangeSet], pa.RecordBatchReader]
@@ -28,9 +28,10 @@ class Capabilities:
     """What the engine may ask of a destination."""
 
     name: str                            # DESTINATION_TYPE, shown in reports
-    foreign_keys: bool = False           # it enforces the lake's FKs: the engine calls ensure_foreign_keys()
+    foreign_keys: bool = False           # it enforces the lake's FKs: the engine calls ensure_foreign_keys(), checks orphans first
     joint_transactions: bool = False     # transaction() makes several calls one (the deletes of an FK cycle)
     append_replaces_tail: bool = False   # it can delete an append-only table's rows from a value on (see cdc)
+    strict_json: bool = False            # JSON travels as jsonb: no NaN/Infinity, no \u0000, no repeated keys (checked first)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,29 @@ class LoadResult:
     inserted: int = 0
     updated: int = 0
     schema_changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: int = 0
+    held_back: int = 0                   # keys kept because rows the run did not remove still reference them
+
+
+def state_to_store(cs: ChangeSet, inserted: int, rows_before: int) -> TableState:
+    """The state a destination records with a change set's rows.
+
+    The engine expected ``cs.inserts`` new keys (from what it believed the
+    destination held); when the destination inserted another number, that
+    belief was wrong, so the fingerprint sum is stored as unknown and the next
+    run compares row by row again instead of trusting it."""
+    after = cs.state_after
+    if cs.spec.mode == APPEND:
+        return replace(after, watermark=cs.watermark_after, row_count=inserted if cs.full else rows_before + inserted,
+                       columns=cs.spec.columns, loaded=True, fingerprint_sum=None)
+    trusted = inserted == cs.inserts or cs.spec.mode == REPLACE
+    count = inserted if cs.spec.mode == REPLACE else rows_before + inserted
+    return replace(after, watermark=cs.watermark_after, row_count=count, columns=cs.spec.columns, loaded=True,
+                   fingerprint_sum=after.fingerprint_sum if trusted else None)
 
 
 @runtime_checkable
@@ -59,43 +83,36 @@ class Destination(Protocol):
         """What the destination remembers of each table (missing → empty state). Creates nothing."""
 
     def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str]) -> dict[str, tuple[str, ...]]:
-        """Create or evolve tables; returns the schema changes made per table.
+        """Create or evolve tables (``specs`` as held: lake columns plus the fingerprint); returns the
+        schema changes made per table.  A table it cannot evolve is listed by :meth:`schema_errors`;
+        an append-only table that needs all its rows again (a new column) by :meth:`needs_full`."""
 
-        Tables that need all their rows re-sent (a new column) are reported by
-        :meth:`needs_full`."""
+    def schema_errors(self) -> dict[str, str]:
+        """Tables the last :meth:`prepare` could not make fit, with the one-line reason."""
 
     def needs_full(self) -> frozenset[str]:
-        """Tables whose last :meth:`prepare` requires a full re-send."""
+        """Append-only tables whose last :meth:`prepare` requires a full re-send."""
+
+    def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
+        """Every row's key columns (as text or typed columns DuckDB can CAST) and fingerprint, as held now."""
 
     def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
-        """Apply the change sets of one step, their watermarks and ledger rows, atomically."""
+        """Apply the change sets of one step with their states (:func:`state_to_store`) and ledger rows, atomically."""
+
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str, revision: str,
+               protect: Sequence[ForeignKey] = ()) -> DeleteResult:
+        """Delete these keys (sent form, each with the fingerprint held), update the state (count, fingerprint
+        sum, ``revision``) and the run's ledger row, atomically.  Keys still referenced through ``protect``
+        (foreign keys of other tables) are held back where the destination enforces foreign keys."""
 
     def ensure_foreign_keys(self) -> Sequence[tuple[str, str]]:
         """Create the lake's foreign keys the destination lacks; returns (table, what was added)."""
 
-    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
-        """Add schema-change notes to the run's ledger row for ``table``."""
-
     def transaction(self) -> ContextManager[None]:
         """Make the calls inside one transaction (used when ``capabilities.joint_transactions``)."""
 
-    def row_count(self, table: str) -> int:
-        """The table's rows, counted now (the engine checks its bookkeeping with it)."""
-
-    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
-        """The destination's primary keys of a table, as text or typed columns (the engine casts them)."""
-
-    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
-        """Delete these keys (lake-typed), update the state and the run's ledger row, atomically."""
-
-    def set_row_count(self, table: str, n: int) -> None:
-        """Record the table's row count after reconciliation (a no-op where the count is derived)."""
-
-    def record_failure(self, run_id: str, table: str, mode: str, error: str, status: str = FAILED) -> None:
-        """Append a failed (or skipped) row to the ledger (best effort: never raises)."""
-
-    def record_skipped(self, run_id: str, table: str, mode: str, reason: str) -> None:
-        """A ledger row for a table the run did not attempt because a parent failed."""
+    def record(self, run_id: str, reports: Sequence[TableReport]) -> None:
+        """Write the run's final ledger row for each table (one row per table per run)."""
 
     def history(self, limit: int = 200) -> list[dict]:
         """Ledger rows, newest first."""
@@ -112,21 +129,17 @@ class BaseDestination:
 
     capabilities: Capabilities
 
+    def schema_errors(self) -> dict[str, str]:
+        return {}
+
+    def needs_full(self) -> frozenset[str]:
+        return frozenset()
+
     def ensure_foreign_keys(self) -> Sequence[tuple[str, str]]:
         return ()
 
-    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
-        return None
-
     def transaction(self) -> ContextManager[None]:
         return contextlib.nullcontext()
-
-    def set_row_count(self, table: str, n: int) -> None:
-        return None
-
-    def record_skipped(self, run_id: str, table: str, mode: str, reason: str) -> None:
-        # Every destination writes its own record_failure (see Destination); a skipped row is one with another status.
-        self.record_failure(run_id, table, mode, reason, status=SKIPPED)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         return None

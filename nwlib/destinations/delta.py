@@ -26,18 +26,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..cdc import ChangeSet
-from ..errors import ConfigError, DestinationError, SourceModelError, missing_dependency
-from ..model import APPEND, FAILED, OK, REPLACE, Column, TableSpec, TableState, Watermark
+from ..errors import ConfigError, DestinationError, missing_dependency
+from ..fingerprint import COLUMN as FP
+from ..model import APPEND, MERGE, OK, REPLACE, Column, ForeignKey, TableReport, TableSpec, TableState, Watermark
 from ..readback import file_exprs
-from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, now
+from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, merge_ledger_rows, now, report_row
 from ..settings import Settings
-from .base import BaseDestination, Capabilities, LoadResult, Progress, ReaderFactory
-from .objectstore import FileLock, S3Lock, boto3_client, column_changes, delta_storage_options, errors_as_one_line, parse_s3_uri
+from .base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
+from .objectstore import FileLock, S3Lock, boto3_client, delta_storage_options, errors_as_one_line, parse_s3_uri, prepare_files
 
 APP_ID = "nwlib:{table}"
 META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS, META_LEDGER = "nw_watermark", "nw_run_id", "nw_token", "nw_columns", "nw_ledger"
+META_STATE = "nw_state"       # {"linhas", "soma", "versao", "revisao"}: what the table holds after this commit
+RUN_ID = re.compile(r"^[0-9A-Za-z._-]+$")
 LOCK_NAME = "_nw_lock.json"
 
 CAPABILITIES = Capabilities(name="DELTA")
@@ -70,16 +74,25 @@ def delta_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def delta_reader(reader: pa.RecordBatchReader, table: str, progress: Progress | None) -> pa.RecordBatchReader:
-    """``reader`` with Delta-compatible types, reporting progress as batches pass."""
+def delta_reader(reader: pa.RecordBatchReader, table: str, progress: Progress | None,
+                 existing: pa.Schema | None = None) -> pa.RecordBatchReader:
+    """``reader`` with Delta-compatible types, reporting progress as batches pass.
+
+    ``existing``: the Delta table's schema; its columns the rows lack (dropped in
+    the lake, kept here) are added empty, so the rows written leave them empty."""
     target = pa.schema([pa.field(f.name, delta_type(f.type)) for f in reader.schema])
+    padding = [f for f in (existing or []) if f.name not in target.names]
+    out = pa.schema(list(target) + padding)
 
     def batches():
         for b in reader:
             if progress and b.num_rows:
                 progress(table, b.num_rows)
-            yield b if b.schema == target else b.cast(target)
-    return pa.RecordBatchReader.from_batches(target, batches())
+            b = b if b.schema == target else b.cast(target)
+            if padding:
+                b = pa.RecordBatch.from_arrays(b.columns + [pa.nulls(b.num_rows, f.type) for f in padding], schema=out)
+            yield b
+    return pa.RecordBatchReader.from_batches(out, batches())
 
 
 def folder(table: str) -> str:
@@ -99,7 +112,9 @@ def _q(name: str) -> str:
 
 
 def _token(cs: ChangeSet, kind: str) -> str:
-    raw = json.dumps([cs.spec.name, kind, cs.watermark_before.to_json(), cs.watermark_after.to_json(), cs.full, cs.where, list(map(str, cs.params))])
+    """Names a change set: a retry of the same one (same revision) is recognised in the table's last commit."""
+    raw = json.dumps([cs.spec.name, kind, cs.state_after.revision, cs.watermark_before.to_json(), cs.watermark_after.to_json(), cs.full,
+                      cs.rows, list(map(str, cs.params))])
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -121,6 +136,7 @@ class DeltaDestination(BaseDestination):
             self.storage_options = None
         self._needs_full: set[str] = set()
         self._overwrite: set[str] = set()
+        self._schema_errors: dict[str, str] = {}
 
     # --- plumbing ------------------------------------------------------------------
     def describe(self) -> str:
@@ -197,24 +213,32 @@ class DeltaDestination(BaseDestination):
                     out[t] = TableState()
                     continue
                 cols = tuple(Column(c["name"], c["type"]) for c in json.loads(meta.get(META_COLUMNS) or "[]"))
-                out[t] = TableState(Watermark.from_json(json.loads(meta[META_WATERMARK])), dt.count(), cols, True)
+                held = json.loads(meta.get(META_STATE) or "{}")
+                count = dt.count()
+                total = held.get("soma")
+                if held.get("linhas") != count:
+                    total = None      # the commit expected another count: its sum cannot be trusted either
+                out[t] = TableState(Watermark.from_json(json.loads(meta[META_WATERMARK])), count, cols, True,
+                                    None if total is None else int(total), held.get("versao"), held.get("revisao"))
         return out
 
     def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str]) -> dict[str, tuple[str, ...]]:
-        self._needs_full, self._overwrite = set(), set(full_refresh)
-        notes: dict[str, tuple[str, ...]] = {}
         states = self.states([s.name for s in specs])
         self._recover_ledger(specs)
-        for spec in specs:
+
+        def reserved(spec: TableSpec) -> str | None:
             if spec.name == LEDGER_TABLE:
-                raise SourceModelError(f"lake table {spec.name!r} collides with nwlib's run history table", "rename the lake table")
-            old = {c.name: c.type for c in states[spec.name].columns}
-            mine, resend = column_changes(spec, old, spec.name in full_refresh, self.settings.partition_columns)
-            if resend:
-                self._needs_full.add(spec.name)
-            if mine:
-                notes[spec.name] = mine
+                return f"lake table {spec.name!r} collides with nwlib's run history table — rename the lake table"
+            return None
+        notes, rewrite, self._schema_errors = prepare_files(
+            specs, {s.name: {c.name: c.type for c in states[s.name].columns} for s in specs}, full_refresh,
+            self.settings.partition_columns, reserved)
+        # a type change: the table is written again, with the new schema
+        self._needs_full, self._overwrite = set(rewrite), set(full_refresh) | rewrite
         return notes
+
+    def schema_errors(self) -> dict[str, str]:
+        return dict(self._schema_errors)
 
     def _recover_ledger(self, specs: Sequence[TableSpec]) -> None:
         """Add the ledger row of a table commit whose run died before writing it (from the commit's metadata)."""
@@ -248,14 +272,15 @@ class DeltaDestination(BaseDestination):
         return frozenset(self._needs_full)
 
     # --- loading -------------------------------------------------------------------
-    def _commit(self, spec: TableSpec, wm: Watermark, run_id: str, token: str, dt, mode: str, wm_before: Watermark):
+    def _commit(self, spec: TableSpec, state: TableState, run_id: str, token: str, dt, mode: str, wm_before: Watermark):
         """Commit properties carrying the state, and enough of the ledger row to recover it."""
         dl = _deltalake()
         app = APP_ID.format(table=spec.name)
         version = (dt.transaction_version(app) or 0) + 1 if dt is not None else 1
         ledger = {"modo": mode, "watermark_antes": json.dumps(wm_before.to_json()), "iniciado_em": now().isoformat()}
-        meta = {META_WATERMARK: json.dumps(wm.to_json()), META_RUN: run_id, META_TOKEN: token, META_LEDGER: json.dumps(ledger),
-                META_COLUMNS: json.dumps([{"name": c.name, "type": c.type} for c in spec.columns])}
+        held = {"linhas": state.row_count, **state.fingerprints_json()}
+        meta = {META_WATERMARK: json.dumps(state.watermark.to_json()), META_RUN: run_id, META_TOKEN: token, META_LEDGER: json.dumps(ledger),
+                META_COLUMNS: json.dumps([{"name": c.name, "type": c.type} for c in spec.columns]), META_STATE: json.dumps(held)}
         return dl.CommitProperties(custom_metadata=meta, app_transactions=[dl.Transaction(app, version)])
 
     def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
@@ -281,9 +306,10 @@ class DeltaDestination(BaseDestination):
             if last.get(META_TOKEN) == token and last.get(META_RUN) == run_id:
                 m = last.get("operationMetrics", {})
                 return int(m.get("num_target_rows_inserted", m.get("num_added_rows", 0))), int(m.get("num_target_rows_updated", 0))
-        props = self._commit(spec, cs.watermark_after, run_id, token, dt, spec.mode + (" full" if cs.full else " incremental"),
-                             cs.watermark_before)
         overwrite = spec.mode == REPLACE or (cs.full and spec.name in self._overwrite)
+        before = 0 if dt is None or overwrite else dt.count()
+        expected = state_to_store(cs, cs.inserts if spec.mode == MERGE else cs.rows, before)
+        props = self._commit(spec, expected, run_id, token, dt, spec.mode + (" full" if cs.full else " incremental"), cs.watermark_before)
         if dt is None or overwrite or spec.mode == APPEND or cs.rows == 0 or (cs.full and dt.count() == 0):
             counted = [0]
 
@@ -306,8 +332,8 @@ class DeltaDestination(BaseDestination):
         names = set(_arrow_schema(dt).names)
         on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in spec.primary_key)
         rest = [c for c in spec.non_key_columns]
-        merger = dt.merge(delta_reader(read(cs), spec.name, progress), predicate=on, source_alias="s", target_alias="t",
-                          merge_schema=True, commit_properties=props)
+        source = delta_reader(read(cs), spec.name, progress, _arrow_schema(dt))
+        merger = dt.merge(source, predicate=on, source_alias="s", target_alias="t", merge_schema=True, commit_properties=props)
         if rest and all(c in names for c in rest):
             differs = " OR ".join(f"(t.{_q(c)} IS DISTINCT FROM s.{_q(c)})" for c in rest)
             merger = merger.when_matched_update_all(predicate=differs)
@@ -316,60 +342,77 @@ class DeltaDestination(BaseDestination):
         m = merger.when_not_matched_insert_all().execute()
         return int(m.get("num_target_rows_inserted", 0)), int(m.get("num_target_rows_updated", 0))
 
-    # --- deletes and counts -------------------------------------------------------
-    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
+    # --- fingerprints and deletes -----------------------------------------------------
+    def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
         dt = self._table(spec.name)
         if dt is None:
-            return pa.table({k: pa.array([], pa.string()) for k in spec.primary_key}).to_reader()
-        with self._errors("read keys"):
-            return dt.to_pyarrow_dataset().scanner(columns=list(spec.primary_key)).to_reader()
+            return pa.table({k: pa.array([], pa.string()) for k in (*spec.primary_key, FP)}).to_reader()
+        with self._errors(f"read {spec.name}"):
+            dataset = dt.to_pyarrow_dataset()
+            if FP in dataset.schema.names:
+                return dataset.scanner(columns=[*spec.primary_key, FP]).to_reader()
+            # Written by an older nwlib: every fingerprint unknown.
+            table = dataset.to_table(columns=list(spec.primary_key))
+            return table.append_column(FP, pa.nulls(table.num_rows, pa.int64())).to_reader()
 
-    def row_count(self, table: str) -> int:
-        dt = self._table(table)
-        if dt is None:
-            return 0
-        with self._errors("count"):
-            return dt.count()
-
-    def set_row_count(self, table: str, n: int) -> None:
-        """Nothing to store: the Delta log counts rows exactly."""
-
-    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str, revision: str,
+               protect: Sequence[ForeignKey] = ()) -> DeleteResult:
+        """One MERGE … WHEN MATCHED DELETE commit; Delta enforces no foreign keys, so none are held back."""
         started = now()
         dt = self._table(spec.name)
         if dt is None:
-            return 0
-        last = self._meta(dt)
-        wm = Watermark.from_json(json.loads(last[META_WATERMARK])) if last else Watermark()
+            return DeleteResult()
+        gone = keys.read_all()
+        if not gone.num_rows:
+            return DeleteResult()
+        with self._errors("read state"):
+            last = self._meta(dt)
+            held = json.loads(last.get(META_STATE) or "{}")
+            count = dt.count()
+        total = held.get("soma")
+        fps = gone.column(FP)
+        if total is not None and fps.null_count == 0 and held.get("linhas") == count:
+            total = str(int(total) - int(pc.sum(fps).as_py() or 0))
+        else:
+            total = None
+        expected = TableState(Watermark.from_json(json.loads(last[META_WATERMARK])) if last else Watermark(), count - gone.num_rows, (),
+                              True, None if total is None else int(total), held.get("versao"), revision)
         target = _arrow_schema(dt)
         key_schema = pa.schema([target.field(k) for k in spec.primary_key])
-        source = pa.RecordBatchReader.from_batches(key_schema, (b.cast(key_schema) for b in delta_reader(keys, spec.name, None)))
+        source = gone.select(list(spec.primary_key))
+        source = pa.Table.from_batches([b.cast(key_schema) for b in delta_reader(source.to_reader(), spec.name, None)], key_schema)
         on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in spec.primary_key)
         token = hashlib.sha256(f"{spec.name}:delete:{run_id}:{time.time_ns()}".encode()).hexdigest()[:24]
-        props = self._commit(spec, wm, run_id, token, dt, "merge deletes", wm)
-
+        props = self._commit(spec, expected, run_id, token, dt, "merge deletes", expected.watermark)
         with self._errors(f"delete from {spec.name}"):
             metrics = dt.merge(source, predicate=on, source_alias="s", target_alias="t", commit_properties=props).when_matched_delete().execute()
         n = int(metrics.get("num_target_rows_deleted", 0))
         if n:
             self._ledger([ledger_row(run_id, spec.name, "merge deletes", OK, started, linhas_excluidas=n)])
-        return n
+        return DeleteResult(n, 0)
 
     # --- ledger --------------------------------------------------------------------
     def _ledger(self, rows: list[dict]) -> None:
         dl = _deltalake()
         table = pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA)
         with self._errors("write controle_cargas"):
-            dl.write_deltalake(f"{self.root}/{LEDGER_TABLE}", table, mode="append", storage_options=self.storage_options)
+            dl.write_deltalake(f"{self.root}/{LEDGER_TABLE}", table, mode="append", schema_mode="merge",
+                               storage_options=self.storage_options)
 
-    def record_failure(self, run_id: str, table: str, mode: str, error: str, status: str = FAILED) -> None:
-        with contextlib.suppress(Exception):
-            self._ledger([ledger_row(run_id, table, mode, status, now(), erro=self.settings.redact(error))])
-
-    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
-        if notes:
-            with contextlib.suppress(Exception):
-                self._ledger([ledger_row(run_id, table, "schema", OK, now(), mudancas_schema="; ".join(notes))])
+    def record(self, run_id: str, reports: Sequence[TableReport]) -> None:
+        """The run's rows written during it (loads, deletes) give way to one final row per table."""
+        if not RUN_ID.match(run_id):
+            raise DestinationError(f"run id {run_id!r} is not one nwlib made", "use nwlib.records.new_run_id()")
+        rows = []
+        for r in reports:
+            row = report_row(run_id, r)
+            row["erro"] = self.settings.redact(row["erro"]) if row["erro"] else None
+            rows.append(row)
+        led = self._table(LEDGER_TABLE)
+        if led is not None:
+            with self._errors("write controle_cargas"):
+                led.delete(f"run_id = '{run_id}'")   # checked above: letters, digits, '.', '_' and '-' only
+        self._ledger(rows)
 
     def history(self, limit: int = 200) -> list[dict]:
         dt = self._table(LEDGER_TABLE)
@@ -377,8 +420,7 @@ class DeltaDestination(BaseDestination):
             return []
         with self._errors("read controle_cargas"):
             rows = dt.to_pyarrow_table().to_pylist()
-        rows.sort(key=lambda r: r.get("finalizado_em") or r.get("iniciado_em"), reverse=True)
-        return rows[:limit]
+        return merge_ledger_rows(rows)[:limit]
 
     # --- reading back --------------------------------------------------------------
     def scan(self, spec: TableSpec) -> pa.RecordBatchReader:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import (ConfigError, DestinationError, NwError, SchemaChangeError, SourceModelError, SyncInProgress, first_line,
-                      missing_dependency)
+from ..errors import ConfigError, DestinationError, NwError, SourceModelError, SyncInProgress, first_line, missing_dependency
+from ..model import APPEND
 from ..records import now
 from ..settings import Settings
 
@@ -273,11 +273,13 @@ class FileLock:
 
 
 def column_changes(spec, old: dict[str, str], full_refresh: bool, partition_columns) -> tuple[tuple[str, ...], bool]:
-    """Compare the lake's columns with those a file-based destination last wrote (``old``, empty if never).
+    """Compare the columns a file-based destination last wrote (``old``, empty if never) with ``spec``'s.
 
-    Returns the notes for the run history and whether every row must be re-sent (a new
-    column).  A changed type stops the table unless it is being fully refreshed; so does a
-    PARTITION_COLUMNS entry naming a column the table does not have.
+    Returns the notes for the run history and whether the table must be written
+    again whole: a column whose type changed (files of one table share their
+    types), or a new column of an append-only table (its old rows lack it; a
+    keyed table's rows all change fingerprint and are re-sent anyway).  A
+    PARTITION_COLUMNS entry naming a column the table does not have stops it.
     """
     column = partition_columns.get(spec.name)
     if column and column not in spec.column_names:
@@ -285,14 +287,41 @@ def column_changes(spec, old: dict[str, str], full_refresh: bool, partition_colu
     if not old:  # first write: nothing to compare with
         return (), False
     notes: list[str] = []
-    resend = False
+    rewrite = False
     for c in spec.columns:
         if c.name not in old:
             notes.append(f"added column {c.name} {c.type}")
-            resend = True
+            rewrite = rewrite or spec.mode == APPEND
         elif old[c.name] != c.type:
-            if not full_refresh:
-                raise SchemaChangeError(f"column {spec.name}.{c.name} changed type from {old[c.name]} to {c.type}",
-                                        f"rerun with `nw sync --full-refresh --tables {spec.name}` to rewrite that table")
             notes.append(f"rewrote table for column {c.name} {old[c.name]} -> {c.type}")
-    return tuple(notes), resend
+            rewrite = True
+    for name in old:
+        if name not in spec.column_names:
+            notes.append(f"column {name} is no longer in the lake: kept, new rows leave it empty")
+    return tuple(notes), rewrite or (full_refresh and bool(notes))
+
+
+def prepare_files(specs, old_columns, full_refresh: frozenset[str], partition_columns,
+                  reserved) -> tuple[dict[str, tuple[str, ...]], set[str], dict[str, str]]:
+    """What a file-based destination's ``prepare`` decides for each table, by :func:`column_changes`.
+
+    ``old_columns[name]``: the columns last written (name → type); ``reserved(spec)``: why a table's names
+    collide with the layout, or None.  Returns (notes per table, tables to write again whole, errors per table)."""
+    notes: dict[str, tuple[str, ...]] = {}
+    rewrite: set[str] = set()
+    errors: dict[str, str] = {}
+    for spec in specs:
+        clash = reserved(spec)
+        if clash:
+            errors[spec.name] = clash
+            continue
+        try:
+            mine, whole = column_changes(spec, old_columns.get(spec.name, {}), spec.name in full_refresh, partition_columns)
+        except NwError as exc:
+            errors[spec.name] = str(exc)
+            continue
+        if whole:
+            rewrite.add(spec.name)
+        if mine:
+            notes[spec.name] = mine
+    return notes, rewrite, errors

@@ -9,12 +9,14 @@ here runs inside the caller's transaction.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import pyarrow as pa
 
 from ...cdc import ChangeSet
 from ...errors import DestinationError, first_line
-from ...model import APPEND, REPLACE, TableSpec
+from ...fingerprint import COLUMN as FP
+from ...model import APPEND, REPLACE, ForeignKey, TableSpec
 from ...sql import ident, idents, qualified
 from ...typemap import merge_expr, pg_type
 from ..base import Progress, ReaderFactory
@@ -105,15 +107,30 @@ class Copier:
             copy.write(encoder.finish())
         return sent
 
-    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader) -> int:
-        """Delete these keys (staged by binary COPY, one set-based DELETE); returns the rows deleted."""
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, protect: Sequence[ForeignKey] = ()) -> tuple[int, int, int]:
+        """Delete these keys (staged by binary COPY, one set-based DELETE).
+
+        A key still referenced by another table's row (``protect``: foreign keys into this table, of tables
+        that exist here) is kept.  Returns (rows deleted, keys held back, sum of the deleted rows' fingerprints)."""
         target = qualified(self.schema, spec.name)
         stage = _stage_name("nw_del", spec.name)
         cols = ", ".join(f"{ident(k)} {pg_type(spec.column(k).type).staging}" for k in spec.primary_key)
-        self.conn.execute(f"CREATE TEMP TABLE {stage} ({cols}) ON COMMIT DROP")
+        self.conn.execute(f"CREATE TEMP TABLE {stage} ({cols}, {ident(FP)} bigint) ON COMMIT DROP")
         self.copy_in(stage, spec, keys)
         match = " AND ".join(f"t.{ident(k)} = {merge_expr('s.' + ident(k), spec.column(k).type)}" for k in spec.primary_key)
-        return self.conn.execute(f"DELETE FROM {target} AS t USING {stage} AS s WHERE {match}").rowcount
+        kept = ""
+        for fk in protect:
+            if self.conn.execute("SELECT to_regclass(%s)", [qualified(self.schema, fk.table)]).fetchone()[0] is None:
+                continue     # that table is not here (yet): nothing of it can reference these rows
+            refs = " AND ".join(f"c.{ident(col)} = t.{ident(ref)}" for col, ref in zip(fk.columns, fk.ref_columns))
+            kept += f" AND NOT EXISTS (SELECT 1 FROM {qualified(self.schema, fk.table)} c WHERE {refs})"
+        n, total = self.conn.execute(
+            f"WITH d AS (DELETE FROM {target} AS t USING {stage} AS s WHERE {match}{kept} RETURNING t.{ident(FP)} AS fp) "
+            "SELECT count(*), sum(fp)::text FROM d").fetchone()
+        held = 0
+        if kept:
+            held = self.conn.execute(f"SELECT count(*) FROM {stage} s JOIN {target} t ON {match}").fetchone()[0]
+        return int(n), int(held), 0 if total is None else int(total)
 
 
 def refuse_infinite_times(batch: pa.RecordBatch, table: str) -> None:

@@ -17,11 +17,10 @@ import pyarrow as pa
 
 from ...cdc import ChangeSet
 from ...errors import SchemaChangeError
-from ...model import APPEND, FAILED, REPLACE, TableSpec, TableState
+from ...model import APPEND, ForeignKey, TableReport, TableSpec, TableState
 from ...records import now
 from ...settings import Settings, redact_url
-from ...sql import qualified
-from ..base import BaseDestination, Capabilities, LoadResult, Progress, ReaderFactory
+from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .bookkeeping import Bookkeeping
 from .connection import Session
 from .copy import Copier
@@ -30,7 +29,7 @@ from .lock import AdvisoryLock
 from .readback import Reader
 from .schema import Tables
 
-CAPABILITIES = Capabilities(name="POSTGRES", foreign_keys=True, joint_transactions=True, append_replaces_tail=True)
+CAPABILITIES = Capabilities(name="POSTGRES", foreign_keys=True, joint_transactions=True, append_replaces_tail=True, strict_json=True)
 
 
 class PostgresDestination(BaseDestination):
@@ -47,7 +46,7 @@ class PostgresDestination(BaseDestination):
         self.reader = Reader(self.session, self.schema)
         self._lock = AdvisoryLock(self.url, settings, self.schema)
         self._needs_full: set[str] = set()
-        self._schema_errors: dict[str, SchemaChangeError] = {}
+        self._schema_errors: dict[str, str] = {}
         self._fk_specs: list[TableSpec] = []
 
     # --- connection -----------------------------------------------------------------
@@ -93,20 +92,23 @@ class PostgresDestination(BaseDestination):
         with self.session.errors("prepare tables"):
             self._lock.check()
             self.books.ensure()
+            states = self.books.read_states([s.name for s in specs])
             for spec in specs:
                 self.tables.check_identifiers(spec)
                 try:
-                    notes, resend = self.tables.evolve(spec, spec.name in full_refresh)
+                    notes, resend = self.tables.evolve(spec, spec.name in full_refresh, {c.name: c.type for c in states[spec.name].columns})
                 except SchemaChangeError as exc:
-                    # Stops this table only (its load raises it); independent tables go on.
-                    self._schema_errors[spec.name] = exc
-                    changes[spec.name] = ()
+                    # Stops this table only; independent tables go on.
+                    self._schema_errors[spec.name] = str(exc)
                     continue
                 changes[spec.name] = tuple(notes)
-                if resend:
+                if resend and spec.mode == APPEND:
                     self._needs_full.add(spec.name)
             self._fk_specs = list(specs)
         return changes
+
+    def schema_errors(self) -> dict[str, str]:
+        return dict(self._schema_errors)
 
     def needs_full(self) -> frozenset[str]:
         return frozenset(self._needs_full)
@@ -116,44 +118,32 @@ class PostgresDestination(BaseDestination):
             self._lock.check()
             return self.tables.ensure_foreign_keys(self._fk_specs)
 
+    def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
+        with self.session.errors(f"read {spec.name}"):
+            present = self.tables.columns(spec.name)
+        return self.reader.fingerprints(spec, present)
+
     # --- loading --------------------------------------------------------------------
     def load(self, changes: Sequence[ChangeSet], read: ReaderFactory, run_id: str, progress: Progress) -> dict[str, LoadResult]:
-        for cs in changes:
-            if cs.spec.name in self._schema_errors:
-                raise self._schema_errors[cs.spec.name]
         results = {}
         with self._writing(f"load {', '.join(c.spec.name for c in changes)}"):
             for cs in changes:
                 started = now()
+                before = self.books.row_count(cs.spec.name)
                 ins, upd = self.copier.apply(cs, read, progress)
-                self.books.save_state(cs.spec, cs.watermark_after, ins, run_id,
-                                      reset=cs.spec.mode == REPLACE or (cs.spec.mode == APPEND and cs.full))
+                self.books.save_state(cs.spec, state_to_store(cs, ins, before), run_id)
                 self.books.record_load(run_id, cs, started, ins, upd)
                 results[cs.spec.name] = LoadResult(ins, upd)
         return results
 
-    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
-        if notes:
-            with self.session.errors("ledger"):
-                self.books.note_schema_changes(run_id, table, notes)
-
-    # --- deletes and counts -------------------------------------------------------------
-    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
-        return self.reader.keys(spec)
-
-    def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
-        return self.reader.scan(spec)
-
-    def row_count(self, table: str) -> int:
-        with self.session.errors("count"):
-            return self.conn.execute(f"SELECT count(*) FROM {qualified(self.schema, table)}").fetchone()[0]
-
-    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
+    # --- deletes --------------------------------------------------------------------
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str, revision: str,
+               protect: Sequence[ForeignKey] = ()) -> DeleteResult:
         with self._writing(f"delete from {spec.name}"):
-            n = self.copier.delete(spec, keys)
-            self.books.add_rows(spec.name, -n)
+            n, held, total = self.copier.delete(spec, keys, protect)
+            self.books.remove_rows(spec.name, n, total, revision)
             self.books.record_deletes(run_id, spec.name, n)
-            return n
+            return DeleteResult(n, held)
 
     @contextlib.contextmanager
     def transaction(self):
@@ -162,15 +152,15 @@ class PostgresDestination(BaseDestination):
             self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
             yield
 
-    def set_row_count(self, table: str, n: int) -> None:
-        with self.session.errors("state"):
-            self.books.set_row_count(table, n)
+    # --- reading back and the ledger --------------------------------------------------
+    def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
+        return self.reader.scan(spec)
 
-    # --- ledger ---------------------------------------------------------------------
-    def record_failure(self, run_id: str, table: str, mode: str, error: str, status: str = FAILED) -> None:
-        with contextlib.suppress(Exception):
+    def record(self, run_id: str, reports: Sequence[TableReport]) -> None:
+        with self.session.errors("ledger"):
             self.books.ensure()
-            self.books.record_failure(run_id, table, mode, self.settings.redact(error), status=status)
+            with self.conn.transaction():
+                self.books.record(run_id, reports, self.settings.redact)
 
     def history(self, limit: int = 200) -> list[dict]:
         with self.session.errors("read history"):

@@ -1,15 +1,17 @@
-"""Destination tables following the lake: create, evolve, foreign keys.
+"""Destination tables following the lake: create, evolve (SCHEMA_CHANGES=evolve, :mod:`nwlib.evolution`), foreign keys.
 
-A new lake column is added (and every row re-sent so it is filled); a safe
-widening is an ``ALTER … TYPE``; anything else stops that table with one line
-until ``--full-refresh`` rebuilds it.  Foreign keys are ``DEFERRABLE`` so a
-step's transaction can defer them, with an index on the child's columns.
+A new lake column is added; a dropped one is kept (nullable); a widening is an
+``ALTER … TYPE``; a narrowing keeps the wider type; any other change gives the
+column a type that holds both (``numeric`` or ``text``).  A changed primary key
+stops that table with one line until ``--full-refresh`` rebuilds it.  Foreign
+keys are ``DEFERRABLE`` so a step's transaction can defer them, with an index
+on the child's columns.
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ...errors import SchemaChangeError, SourceModelError
 from ...model import TableSpec
@@ -62,36 +64,42 @@ class Tables:
             cols.append(f"PRIMARY KEY ({idents(spec.primary_key)})")
         self.conn.execute(f"CREATE TABLE {qualified(self.schema, spec.name)} ({', '.join(cols)}) WITH (fillfactor = {FILLFACTOR})")
 
-    def evolve(self, spec: TableSpec, full_refresh: bool) -> tuple[list[str], bool]:
-        """Make the destination table fit the lake's; returns (notes, whether every row must be re-sent)."""
+    def primary_key(self, table: str) -> tuple[str, ...]:
+        rows = self.conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
+            [qualified(self.schema, table)]).fetchall()
+        return tuple(r[0] for r in rows)
+
+    def evolve(self, spec: TableSpec, full_refresh: bool, last_sent: Mapping[str, str] | None = None) -> tuple[list[str], bool]:
+        """Make the destination table fit ``spec`` (SCHEMA_CHANGES=evolve, see nwlib.evolution); returns
+        (notes, whether every row must be re-sent: an append-only table's new column).
+
+        ``last_sent``: the columns (name → DuckDB type) the previous run sent, so each change is noted once."""
+        last_sent = last_sent or {}
         existing = self.columns(spec.name)
         target = qualified(self.schema, spec.name)
         if existing is None:
             self.create(spec)
             return [f"created table {spec.name}"], False
         wanted = {c.name: pg_type(c.type).pg for c in spec.columns}
-        notes: list[str] = []
-        problems = []
-        added = [n for n in wanted if n not in existing]
-        for name, old in existing.items():
-            if name not in wanted:
-                renamed = f"dropped, or renamed to {' or '.join(added)}" if added else "dropped or renamed"
-                problems.append(f"column {spec.name}.{name} ({old}) is no longer in the lake ({renamed})")
-        for name, new in wanted.items():
-            old = existing.get(name)
-            if old is None or _same_type(old, new):
-                continue
-            if _widens(old, new):
-                continue
-            problems.append(f"column {spec.name}.{name} changed type from {old} to {new}, which is not a safe widening")
-        if problems:
+        problem = None
+        if spec.primary_key and self.primary_key(spec.name) != tuple(spec.primary_key):
+            problem = (f"table {spec.name}'s primary key is ({', '.join(self.primary_key(spec.name)) or 'none'}) in the destination "
+                       f"and ({', '.join(spec.primary_key)}) in the lake")
+        for k in spec.primary_key:
+            old = existing.get(k)
+            if not problem and old is not None and not _same_type(old, wanted[k]) and not _widens(old, wanted[k]):
+                problem = f"primary key column {spec.name}.{k} changed type from {old} to {wanted[k]}"
+        if problem:
             if full_refresh:
                 with self.conn.transaction():
                     self.conn.execute(f"DROP TABLE {target} CASCADE")
                     self.books.forget_table(spec.name)
                     self.create(spec)
-                return [f"recreated table {spec.name} ({problems[0]})"], False
-            raise SchemaChangeError(problems[0], f"rerun with `nw sync --full-refresh --tables {spec.name}` to rebuild that table")
+                return [f"recreated table {spec.name} ({problem})"], False
+            raise SchemaChangeError(problem, f"rebuild that table: `nw sync --full-refresh --tables {spec.name}`")
+        notes: list[str] = []
         resend = False
         with self.conn.transaction():
             for name, new in wanted.items():
@@ -100,13 +108,24 @@ class Tables:
                     self.conn.execute(f"ALTER TABLE {target} ADD COLUMN {ident(name)} {new}")
                     notes.append(f"added column {name} {new}")
                     resend = True
-                elif not _same_type(old, new):
+                elif _same_type(old, new):
+                    continue
+                elif _widens(old, new):
                     self.conn.execute(f"ALTER TABLE {target} ALTER COLUMN {ident(name)} TYPE {new}")
                     notes.append(f"widened column {name} from {old} to {new}")
-            if resend:
-                # Forget the cursor in the ALTER's own transaction: if the run dies before
-                # the rows are re-sent, the next run still sends them all (no NULL backfill).
-                self.books.forget_watermark(spec.name)
+                elif _widens(new, old) or _same_type(_holding_both(old, new), old):
+                    # the destination's type already holds every new value: keep it (noted when the lake's type changed)
+                    lake_type = spec.column(name).type
+                    if name in last_sent and last_sent[name] != lake_type:
+                        notes.append(f"column {name} is {lake_type} in the lake: kept {old}")
+                else:
+                    both = _holding_both(old, new)
+                    self.conn.execute(f"ALTER TABLE {target} ALTER COLUMN {ident(name)} TYPE {both} USING {ident(name)}::{both}")
+                    notes.append(f"column {name} changed from {old} to {new}: now {both}, which holds both")
+            for name in existing:
+                if name not in wanted and (not last_sent or name in last_sent):
+                    self.conn.execute(f"ALTER TABLE {target} ALTER COLUMN {ident(name)} DROP NOT NULL")
+                    notes.append(f"column {name} is no longer in the lake: kept, new rows leave it empty")
         return notes, resend
 
     def ensure_foreign_keys(self, specs: Sequence[TableSpec]) -> list[tuple[str, str]]:
@@ -134,6 +153,18 @@ class Tables:
                     "DEFERRABLE INITIALLY IMMEDIATE")
                 added.append((spec.name, f"added foreign key {name} ({', '.join(fk.columns)}) → {fk.ref_table} ({', '.join(fk.ref_columns)})"))
         return added
+
+
+_NUMBERS = ("smallint", "integer", "bigint", "numeric", "real", "double precision")
+
+
+def _holding_both(old: str, new: str) -> str:
+    """A PostgreSQL type every value of ``old`` and of ``new`` converts to without loss."""
+    if _base(old) in _NUMBERS and _base(new) in _NUMBERS:
+        return "numeric"
+    if {_base(old), _base(new)} <= {"date", "timestamp without time zone", "timestamp"}:
+        return "timestamp"
+    return "text"
 
 
 def _base(t: str) -> str:

@@ -22,14 +22,15 @@ import duckdb
 import pyarrow as pa
 
 from ...cdc import ChangeSet
-from ...errors import ConfigError, DestinationError, SourceModelError
-from ...model import FAILED, MERGE, OK, REPLACE, Column, TableSpec, TableState, Watermark
+from ...errors import ConfigError, DestinationError
+from ...fingerprint import COLUMN as FP
+from ...model import MERGE, OK, REPLACE, Column, ForeignKey, TableReport, TableSpec, TableState, Watermark
 from ...readback import file_exprs
-from ...records import ledger_row, now
+from ...records import ledger_row, now, report_row
 from ...settings import Settings
 from ...sql import ident
-from ..base import BaseDestination, Capabilities, LoadResult, Progress, ReaderFactory
-from ..objectstore import S3Location, S3Lock, boto3_client, column_changes, duckdb_s3, errors_as_one_line, pyarrow_s3
+from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
+from ..objectstore import S3Location, S3Lock, boto3_client, duckdb_s3, errors_as_one_line, prepare_files, pyarrow_s3
 from .history import History
 from .keys import KeySets
 from .layout import META_COLUMNS, OP, RUN, SEQ, STATE_DIR, current_rows_sql
@@ -58,6 +59,7 @@ class S3Destination(BaseDestination):
         self._httpfs = False
         self._needs_full: set[str] = set()
         self._snapshot: set[str] = set()
+        self._schema_errors: dict[str, str] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="nw_s3_"))
         self.state = StateStore(self.client, self.loc, self._errors)
         self.parts = Parts(self.client, self.loc, self._errors, self._tmp)
@@ -115,30 +117,30 @@ class S3Destination(BaseDestination):
         out = {}
         for t in tables:
             info = st.get(t)
+            total = info.get("fingerprint_sum") if info else None
             out[t] = TableState() if not info else TableState(
                 Watermark.from_json(info.get("watermark")), int(info.get("row_count", 0)),
-                tuple(Column(c["name"], c["type"]) for c in info.get("columns", [])), bool(info.get("loaded")))
+                tuple(Column(c["name"], c["type"]) for c in info.get("columns", [])), bool(info.get("loaded")),
+                None if total is None else int(total), info.get("fingerprint_version"), info.get("revision"))
         return out
 
     # --- schema --------------------------------------------------------------------
     def prepare(self, specs: Sequence[TableSpec], full_refresh: frozenset[str]) -> dict[str, tuple[str, ...]]:
-        self._needs_full, self._snapshot = set(), set(full_refresh)
         tables = self.state.read()["tables"]
-        notes: dict[str, tuple[str, ...]] = {}
-        for spec in specs:
+
+        def reserved(spec: TableSpec) -> str | None:
             if spec.name == STATE_DIR or any(c in META_COLUMNS for c in spec.column_names):
-                raise SourceModelError(f"table {spec.name!r} uses a name nwlib's S3 layout reserves ({STATE_DIR}, {', '.join(META_COLUMNS)})",
-                                       "rename it in the lake")
-            old = {c["name"]: c["type"] for c in tables.get(spec.name, {}).get("columns", [])}
-            mine, resend = column_changes(spec, old, spec.name in full_refresh, self.settings.partition_columns)
-            if resend:
-                self._needs_full.add(spec.name)
-            if mine:
-                notes[spec.name] = mine
+                return f"table {spec.name!r} uses a name nwlib's S3 layout reserves ({STATE_DIR}, {', '.join(META_COLUMNS)}) — rename it in the lake"
+            return None
+        notes, rewrite, self._schema_errors = prepare_files(
+            specs, {s.name: {c["name"]: c["type"] for c in tables.get(s.name, {}).get("columns", [])} for s in specs}, full_refresh,
+            self.settings.partition_columns, reserved)
+        # a type change: every current row written again (a new snapshot), with the new types
+        self._needs_full, self._snapshot = set(rewrite), set(full_refresh) | rewrite
         return notes
 
-    def needs_full(self) -> frozenset[str]:
-        return frozenset(self._needs_full)
+    def schema_errors(self) -> dict[str, str]:
+        return dict(self._schema_errors)
 
     # --- files ---------------------------------------------------------------------
     def committed_files(self, table: str, state: dict | None = None) -> list[str]:
@@ -204,13 +206,14 @@ class S3Destination(BaseDestination):
                         parts, ins, upd = self.parts.write(spec.name, out, run_id, seq, progress)
                 finally:
                     con.unregister("nw_in")
+            before = 0 if snapshot else int(info.get("row_count", 0))
             if snapshot:
                 info["base_seq"] = seq
-                info["row_count"] = ins
-            else:
-                info["row_count"] = int(info.get("row_count", 0)) + ins
+            stored = state_to_store(cs, ins, before)
             info.update(watermark=cs.watermark_after.to_json(), loaded=True, mode=spec.mode, key=list(spec.primary_key),
-                        columns=[{"name": c.name, "type": c.type} for c in spec.columns], run_id=run_id)
+                        columns=[{"name": c.name, "type": c.type} for c in spec.columns], run_id=run_id,
+                        row_count=stored.row_count, fingerprint_version=stored.fingerprint_version, revision=stored.revision,
+                        fingerprint_sum=None if stored.fingerprint_sum is None else str(stored.fingerprint_sum))
             info.setdefault("base_seq", 0)
             staged.append((spec, parts, snapshot or not was_loaded))
             results[spec.name] = LoadResult(ins, upd)
@@ -226,43 +229,39 @@ class S3Destination(BaseDestination):
             self.keysets.remember(spec, parts, fresh)
         return results
 
-    # --- deletes and counts -------------------------------------------------------
-    def keys(self, spec: TableSpec) -> pa.RecordBatchReader:
+    # --- fingerprints and deletes ----------------------------------------------------
+    def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
         table = self.keysets.ensure(spec)
         return self._duck().execute(f"SELECT * FROM {table}").to_arrow_reader(self.settings.batch_size)
 
-    def row_count(self, table: str) -> int:
-        info = self.state.read()["tables"].get(table, {})
-        if info.get("mode", MERGE) == MERGE and info.get("key"):
-            spec = TableSpec(table, (), tuple(info["key"]), mode=MERGE)
-            return self._duck().execute(f"SELECT count(*) FROM {self.keysets.ensure(spec)}").fetchone()[0]
-        view, _ = self._source(table)
-        if view is None:
-            return 0
-        return self._duck().execute(f"SELECT count(*) FROM ({current_rows_sql(view, ())})").fetchone()[0]
-
-    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str) -> int:
+    def delete(self, spec: TableSpec, keys: pa.RecordBatchReader, run_id: str, revision: str,
+               protect: Sequence[ForeignKey] = ()) -> DeleteResult:
+        """Deletes are change records (``nw_operation = 'delete'``); S3 enforces no foreign keys, so none are held back."""
         started = now()
         state = self.state.draft()
         seq = int(state["seq"]) + 1
         con = self._duck()
         ktab = self.keysets.ensure(spec)
-        cols = ", ".join(f"d.{ident(k)}" for k in spec.primary_key)
+        cols = ", ".join(f"k.{ident(k)}" for k in spec.primary_key)
         match = " AND ".join(f"d.{ident(k)} = k.{ident(k)}" for k in spec.primary_key)
         con.register("nw_del", keys)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE nw_del_t AS SELECT DISTINCT {cols} FROM nw_del d "
-                        f"WHERE EXISTS (SELECT 1 FROM {ktab} k WHERE {match})")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE nw_del_t AS SELECT DISTINCT {cols}, k.{ident(FP)} FROM {ktab} k "
+                        f"WHERE EXISTS (SELECT 1 FROM nw_del d WHERE {match})")
         finally:
             con.unregister("nw_del")
-        n = con.execute("SELECT count(*) FROM nw_del_t").fetchone()[0]
+        n, total, unknown = con.execute(f"SELECT count(*), coalesce(sum({ident(FP)}), 0), count(*) FILTER (WHERE {ident(FP)} IS NULL) "
+                                        "FROM nw_del_t").fetchone()
         if not n:
-            return 0
+            return DeleteResult()
         out = con.execute(f"SELECT *, 'delete' AS {OP}, CAST(? AS VARCHAR) AS {RUN}, CAST(? AS BIGINT) AS {SEQ} FROM nw_del_t",
                           [run_id, seq]).to_arrow_reader(self.settings.batch_size)
         parts, _, _ = self.parts.write(spec.name, out, run_id, seq, None)
         info = state["tables"][spec.name]
         info["row_count"] = int(info.get("row_count", 0)) - n
+        held = info.get("fingerprint_sum")
+        info["fingerprint_sum"] = None if held is None or unknown else str(int(held) - int(total))
+        info["revision"] = revision
         state["seq"] = seq
         state["runs"][run_id] = seq
         self.history_log.put(f"{run_id}-{seq:08d}.jsonl", [_ledger_row(run_id, spec.name, "merge deletes", OK, seq, started, linhas_excluidas=n)])
@@ -270,26 +269,17 @@ class S3Destination(BaseDestination):
         self.keysets.remove(spec, "nw_del_t")
         for p in parts:
             p.unlink(missing_ok=True)
-        return n
-
-    def set_row_count(self, table: str, n: int) -> None:
-        state = self.state.draft()
-        info = state["tables"].get(table)
-        if info is not None and int(info.get("row_count", 0)) != n:
-            info["row_count"] = n
-            self.state.write(state)
+        return DeleteResult(int(n), 0)
 
     # --- ledger --------------------------------------------------------------------
-    def record_failure(self, run_id: str, table: str, mode: str, error: str, status: str = FAILED) -> None:
-        with contextlib.suppress(Exception):
-            row = _ledger_row(run_id, table, mode, status, None, now(), erro=self.settings.redact(error))
-            self.history_log.put(f"{run_id}-{status}-{hashlib.md5(f'{table}{time.time()}'.encode()).hexdigest()[:10]}.jsonl", [row])
-
-    def note_schema_changes(self, run_id: str, table: str, notes: Sequence[str]) -> None:
-        if notes:
-            with contextlib.suppress(Exception):
-                row = _ledger_row(run_id, table, "schema", OK, None, now(), mudancas_schema="; ".join(notes))
-                self.history_log.put(f"{run_id}-schema-{hashlib.md5(table.encode()).hexdigest()[:10]}.jsonl", [row])
+    def record(self, run_id: str, reports: Sequence[TableReport]) -> None:
+        rows = [_ledger_row(run_id, r.table, r.mode, r.status, None, r.started_at, **{
+                    k: v for k, v in report_row(run_id, r).items() if k not in ("run_id", "tabela_nome", "modo", "status", "iniciado_em")})
+                for r in reports]
+        for row in rows:
+            row["erro"] = self.settings.redact(row["erro"]) if row["erro"] else None
+            row["final"] = True
+        self.history_log.put(f"{run_id}-final.jsonl", rows)
 
     def history(self, limit: int = 200) -> list[dict]:
         return self.history_log.read(self.state.read()["runs"], limit)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from ...records import LEDGER_TABLE, TIME_COLUMNS
+from ...records import LEDGER_TABLE, TIME_COLUMNS, merge_ledger_rows
 from ..objectstore import S3Location
 from .layout import STATE_DIR
 from .state import Errors
@@ -47,5 +47,4 @@ class History:
                         if r.get(k):
                             r[k] = datetime.fromisoformat(r[k])
                     rows.append(r)
-        rows.sort(key=lambda r: r.get("finalizado_em") or r.get("iniciado_em"), reverse=True)
-        return rows[:limit]
+        return merge_ledger_rows(rows)[:limit]

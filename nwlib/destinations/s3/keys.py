@@ -1,9 +1,10 @@
-"""The keys an S3 table holds now, kept in the destination's DuckDB session.
+"""The keys an S3 table holds now, each with its row's fingerprint, kept in the destination's DuckDB session.
 
 Derived once per run from the committed change files (latest operation per
-key, deletes removed), then kept in step with what the run commits: inserted
-keys are added, deleted ones removed.  They decide insert vs update for each
-row sent, and which keys a delete really removes.
+key, deletes removed), then kept in step with what the run commits: the rows
+a commit wrote replace theirs, deleted keys are removed.  They decide insert
+vs update for each row sent, which keys a delete really removes, and what
+``fingerprints()`` reports.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from ...fingerprint import COLUMN as FP
 from ...model import MERGE, TableSpec
 from ...sql import ident
 from ...typemap import pg_type
@@ -25,7 +27,8 @@ def no_keys_sql(spec: TableSpec) -> str:
         except KeyError:
             return "VARCHAR"
         return pg_type(c.type).send or c.type
-    return "SELECT " + ", ".join(f"CAST(NULL AS {typ(k)}) AS {ident(k)}" for k in spec.primary_key) + " WHERE false"
+    keys = ", ".join(f"CAST(NULL AS {typ(k)}) AS {ident(k)}" for k in spec.primary_key)
+    return f"SELECT {keys}, CAST(NULL AS BIGINT) AS {ident(FP)} WHERE false"
 
 
 class KeySets:
@@ -42,39 +45,40 @@ class KeySets:
         return "nw_keys_" + hashlib.md5(spec.name.encode()).hexdigest()[:12]
 
     def ensure(self, spec: TableSpec) -> str:
-        """The destination's current keys of a merge table, in the DuckDB session."""
+        """The destination's current keys (and fingerprints) of a merge table, in the DuckDB session."""
         con, table = self.duck(), self.table(spec)
         if spec.name in self.cached:
             return table
         keys = ", ".join(ident(k) for k in spec.primary_key)
-        view, _ = self.source(spec.name, spec.primary_key)
+        view, present = self.source(spec.name, (*spec.primary_key, FP))
         if view is None:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {no_keys_sql(spec)}")
         else:
-            latest = f"SELECT {keys}, arg_max({OP}, {SEQ}) AS op FROM {view} GROUP BY ALL"
+            fp = f"arg_max({ident(FP)}, {SEQ})" if FP in present else "CAST(NULL AS BIGINT)"   # files of an older nwlib: unknown
+            latest = f"SELECT {keys}, arg_max({OP}, {SEQ}) AS op, {fp} AS {ident(FP)} FROM {view} GROUP BY ALL"
             with self.errors("read keys"):
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {keys} FROM ({latest}) WHERE op <> 'delete'")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {keys}, {ident(FP)} FROM ({latest}) WHERE op <> 'delete'")
         self.cached.add(spec.name)
         return table
 
     def remember(self, spec: TableSpec, parts: list[Path], fresh: bool) -> None:
-        """After a commit: fold the inserted keys into the session's key set; drop local parts.
+        """After a commit: the rows the parts hold replace theirs in the session's key set; drop local parts.
 
         ``fresh``: the destination held nothing of the table before (first load or snapshot)."""
         try:
             if spec.mode != MERGE:
                 return
             con, table = self.duck(), self.table(spec)
-            keys = ", ".join(ident(k) for k in spec.primary_key)
+            cols = ", ".join(ident(c) for c in (*spec.primary_key, FP))
             files = [str(p) for p in parts]
             if fresh:
-                if files:
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {keys} FROM read_parquet(?)", [files])
-                else:
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {no_keys_sql(spec)}")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {no_keys_sql(spec)}")
                 self.cached.add(spec.name)
-            elif spec.name in self.cached and files:
-                con.execute(f"INSERT INTO {table} SELECT {keys} FROM read_parquet(?) WHERE {OP} = 'insert'", [files])
+            if spec.name in self.cached and files:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE nw_written AS SELECT {cols} FROM read_parquet(?) WHERE {OP} <> 'delete'", [files])
+                self.remove(spec, "nw_written")
+                con.execute(f"INSERT INTO {table} SELECT {cols} FROM nw_written")
+                con.execute("DROP TABLE nw_written")
         finally:
             for p in parts:
                 p.unlink(missing_ok=True)

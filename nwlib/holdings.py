@@ -1,0 +1,144 @@
+"""What a destination holds of each keyed table — (key as sent, fingerprint) per row — kept beside the lake.
+
+The truth is in the destination: every destination table carries each row's
+fingerprint (:mod:`nwlib.fingerprint`), and its state carries a ``revision``
+that changes with every commit.  This is a local copy in a small DuckDB file
+under ``DESTINATION_PATH/.nw/`` (one per destination), used to compare the lake
+with the destination without reading the destination: it is used only while
+its recorded revision equals the destination's, and read again from the
+destination (:meth:`Holdings.load`) when it is missing, stale (another machine
+synced, a run died between a commit and this update) or distrusted
+(``--full-refresh``).  Losing it costs one read of keys and fingerprints.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from . import fingerprint
+from .model import TableSpec, TableState
+from .readback import dest_expr
+from .sql import ident
+from .typemap import pg_type
+
+ALIAS = "nw_holdings"
+META = "nw_meta"
+FP = fingerprint.COLUMN
+
+
+def holdings_path(destination_path: Path, destination_id: str) -> Path:
+    digest = hashlib.sha256(destination_id.encode()).hexdigest()[:16]
+    return Path(destination_path) / ".nw" / f"holdings-{digest}.duckdb"
+
+
+def key_type(spec: TableSpec, column: str) -> str:
+    """The DuckDB type a key column has once sent (TIMESTAMP_NS → TIMESTAMP, UUID → VARCHAR …)."""
+    c = spec.column(column)
+    return pg_type(c.type).send or c.type
+
+
+def sent_keys(spec: TableSpec, alias: str = "") -> str:
+    """The lake's key columns as sent, named as themselves."""
+    from .typemap import send_expr
+
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{send_expr(prefix + ident(k), spec.column(k).type)} AS {ident(k)}" for k in spec.primary_key)
+
+
+class Holdings:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        """Attach the file at ``path`` to ``con`` (the run's lake session); an unreadable file is started again."""
+        self.con = con
+        self.path = path
+        self.attached = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(2):
+            try:
+                con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS {ALIAS}")
+                con.execute(f"CREATE TABLE IF NOT EXISTS {ALIAS}.main.{META} (tabela VARCHAR PRIMARY KEY, revisao VARCHAR, versao VARCHAR)")
+                self.attached = True
+                break
+            except duckdb.Error:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute(f"DETACH {ALIAS}")
+                if attempt == 0 and path.exists():
+                    path.unlink()  # an unreadable copy: start it again
+                else:
+                    break
+
+    def table(self, spec: TableSpec) -> str:
+        return f"{ALIAS}.main.{ident(spec.name)}"
+
+    def current(self, spec: TableSpec, state: TableState) -> bool:
+        """Is the local copy exactly what the destination holds now (same revision and fingerprint version)?"""
+        if not self.attached or not state.revision:
+            return False
+        row = self.con.execute(f"SELECT revisao, versao FROM {ALIAS}.main.{META} WHERE tabela = ?", [spec.name]).fetchone()
+        return row is not None and row[0] == state.revision and row[1] == state.fingerprint_version
+
+    def load(self, spec: TableSpec, rows: pa.RecordBatchReader, state: TableState) -> None:
+        """Replace the copy with the destination's own (keys, fingerprint) rows, read back as text or typed."""
+        self._require()
+        self.con.register("nw_read_back", rows)
+        try:
+            keys = ", ".join(f"CAST({dest_expr(spec.column(k))} AS {key_type(spec, k)}) AS {ident(k)}" for k in spec.primary_key)
+            self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS SELECT {keys}, CAST({ident(FP)} AS BIGINT) AS {ident(FP)} "
+                             "FROM nw_read_back")
+        finally:
+            self.con.unregister("nw_read_back")
+        self.stamp(spec, state.revision, state.fingerprint_version)
+
+    def empty(self, spec: TableSpec, state: TableState) -> None:
+        """The destination holds nothing of this table."""
+        self._require()
+        cols = ", ".join(f"{ident(k)} {key_type(spec, k)}" for k in spec.primary_key)
+        self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} ({cols}, {ident(FP)} BIGINT)")
+        self.stamp(spec, state.revision, state.fingerprint_version)
+
+    def totals(self, spec: TableSpec) -> tuple[int, int, int]:
+        """(rows, sum of fingerprints, rows whose fingerprint is unknown) of the copy."""
+        n, total, unknown = self.con.execute(
+            f"SELECT count(*), coalesce(sum({ident(FP)}), 0), count(*) FILTER (WHERE {ident(FP)} IS NULL) FROM {self.table(spec)}").fetchone()
+        return int(n), int(total), int(unknown)
+
+    def upsert(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
+        """After a commit: the rows of ``rows`` (a relation of key columns + fingerprint) replace theirs."""
+        self._require()
+        match = " AND ".join(f"h.{ident(k)} = u.{ident(k)}" for k in spec.primary_key)
+        cols = ", ".join(ident(c) for c in (*spec.primary_key, FP))
+        self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {rows} u WHERE {match})")
+        self.con.execute(f"INSERT INTO {self.table(spec)} SELECT {cols} FROM {rows}")
+        self.stamp(spec, revision, version)
+
+    def remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
+        """After a commit: the keys of ``keys`` are gone."""
+        self._require()
+        match = " AND ".join(f"h.{ident(k)} = g.{ident(k)}" for k in spec.primary_key)
+        self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {keys} g WHERE {match})")
+        self.stamp(spec, revision, version)
+
+    def stamp(self, spec: TableSpec, revision: str | None, version: str | None) -> None:
+        self.con.execute(f"INSERT OR REPLACE INTO {ALIAS}.main.{META} VALUES (?, ?, ?)", [spec.name, revision, version])
+        self.con.execute(f"CHECKPOINT {ALIAS}")   # written blocks stay pinned in memory until a checkpoint
+
+    def forget(self, spec: TableSpec) -> None:
+        """Distrust the copy: the next use reads the destination again."""
+        if self.attached:
+            self.con.execute(f"DELETE FROM {ALIAS}.main.{META} WHERE tabela = ?", [spec.name])
+
+    def _require(self) -> None:
+        if not self.attached:
+            # A copy that cannot be written (read-only folder, full disk): keep it in memory for this run.
+            self.con.execute(f"ATTACH ':memory:' AS {ALIAS}")
+            self.con.execute(f"CREATE TABLE {ALIAS}.main.{META} (tabela VARCHAR PRIMARY KEY, revisao VARCHAR, versao VARCHAR)")
+            self.attached = True
+
+    def close(self) -> None:
+        if self.attached:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"DETACH {ALIAS}")
+            self.attached = False
