@@ -129,36 +129,81 @@ def temp_name(kind: str, spec: TableSpec) -> str:
     return f"nw_{kind}_{hashlib.md5(spec.name.encode()).hexdigest()[:12]}"
 
 
-def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool) -> tuple[str, str, str]:
+# Rows per pass of a comparison: the lake's and the destination's fingerprints are compared bucket by bucket
+# (by a hash of the key), so the join's hash table stays small however large the table: DuckDB cannot
+# spill every join, and a 10M-row one needs more than DUCKDB_MEMORY_LIMIT's default.
+COMPARE_BUCKET_ROWS = 1_000_000
+
+
+def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool, lake_rows: int) -> tuple[str | None, str]:
     """Compare the lake with what the destination holds (``holdings``, current).
 
-    Creates three temporary tables and returns their names: the lake's
-    (sent keys, fingerprint) rows, those to send (all of them when ``full``),
-    and the keys to delete (each with the fingerprint the destination holds)."""
-    lake_fp, up, gone = temp_name("lake", spec), temp_name("up", spec), temp_name("gone", spec)
+    Returns the names of two temporary tables of (sent keys, fingerprint): the lake rows to send (None when
+    ``full``: every row is sent, straight from the lake), and the keys to delete, each with the fingerprint
+    the destination holds.  One FULL OUTER JOIN on the fingerprint per bucket finds both: lake rows the
+    destination has no fingerprint for, and destination rows whose fingerprint the lake no longer has (an
+    old version, or a deleted key); of those, the keys the lake lacks are deleted."""
+    up, gone, cand = temp_name("up", spec), temp_name("gone", spec), temp_name("cand", spec)
     held = holdings.table(spec)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {lake_fp} AS SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {ident(FP)} FROM {spec.source}")
+    held_rows = holdings.totals(spec)[0]
+    keys = key_columns_sql(spec)
+    key_list = ", ".join(ident(k) for k in spec.primary_key)
+    fp = ident(FP)
+    for name in (up, gone, cand):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({keys}, {fp} BIGINT)")
     if full:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {up} AS SELECT * FROM {lake_fp}")
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {up} AS SELECT l.* FROM {lake_fp} l ANTI JOIN {held} h ON l.{ident(FP)} = h.{ident(FP)}")
-    keys = ", ".join(f"h.{ident(k)}" for k in spec.primary_key)
-    match = " AND ".join(f"h.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
-    # Held rows whose fingerprint the lake lacks are old versions or deleted keys; the deleted ones have no lake key.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {gone} AS SELECT {keys}, h.{ident(FP)} FROM "
-                f"(SELECT * FROM {held} h ANTI JOIN {lake_fp} l ON h.{ident(FP)} IS NOT DISTINCT FROM l.{ident(FP)}) h "
-                f"ANTI JOIN {lake_fp} l ON {match}")
-    return lake_fp, up, gone
+        con.execute(f"DROP TABLE {up}")
+    if not held_rows:
+        con.execute(f"DROP TABLE {cand}")
+        return (None if full else up), gone
+    parts = max(1, -(-max(lake_rows, held_rows) // COMPARE_BUCKET_ROWS))
+    n = len(spec.primary_key)
+    lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))
+    held_cols = ", ".join(f"h.{ident(k)} AS hk{i}" for i, k in enumerate(spec.primary_key))
+    match = " AND ".join(f"c.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
+    if full:
+        # Every lake row is sent: delete what the destination holds under keys the lake lacks.
+        for p in range(parts):
+            bucket = f"WHERE hash({key_list}) % {parts} = {p}" if parts > 1 else ""
+            con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {bucket}) c "
+                        f"ANTI JOIN (SELECT * FROM (SELECT {sent_keys(spec)} FROM {spec.source}) {bucket}) l ON {match}")
+        con.execute(f"DROP TABLE {cand}")
+        return None, gone
+    # The lake's (key, fingerprint) pairs once, with their bucket: each pass then reads narrow rows.
+    lake_fp = temp_name("lake", spec)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {lake_fp} AS SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp}, "
+                f"CAST(hash({key_list}) % {parts} AS INTEGER) AS nw_bucket FROM {spec.source}")
+    for p in range(parts):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE nw_diff AS SELECT {lake_cols}, l.{fp} AS lake_fp, {held_cols}, h.{fp} AS held_fp "
+                    f"FROM (SELECT * FROM {lake_fp} WHERE nw_bucket = {p}) l "
+                    f"FULL OUTER JOIN (SELECT * FROM {held} WHERE hash({key_list}) % {parts} = {p}) h ON l.{fp} = h.{fp} "
+                    f"WHERE l.{fp} IS NULL OR h.{fp} IS NULL")
+        con.execute(f"INSERT INTO {up} SELECT {', '.join(f'lk{i}' for i in range(n))}, lake_fp FROM nw_diff WHERE lake_fp IS NOT NULL")
+        con.execute(f"INSERT INTO {cand} SELECT {', '.join(f'hk{i}' for i in range(n))}, held_fp FROM nw_diff WHERE lake_fp IS NULL")
+    con.execute(f"DROP TABLE {lake_fp}")
+    con.execute("DROP TABLE IF EXISTS nw_diff")
+    # Of the destination rows whose fingerprint the lake lacks, delete those whose key it lacks too.
+    con.execute(f"INSERT INTO {gone} SELECT c.* FROM {cand} c ANTI JOIN (SELECT l.* FROM (SELECT {sent_keys(spec)} FROM {spec.source}) l "
+                f"SEMI JOIN {cand} c ON {match}) l ON {match}")
+    con.execute(f"DROP TABLE {cand}")
+    return up, gone
 
 
-def state_after_upserts(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, up: str,
-                        version: str, revision: str) -> tuple[TableState, int]:
-    """(what the destination holds once ``up`` is merged, how many of ``up`` are new keys)."""
-    held = holdings.table(spec)
-    match = " AND ".join(f"h.{ident(k)} = u.{ident(k)}" for k in spec.primary_key)
+def state_after_upserts(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, up: str | None,
+                        lake_totals: tuple[int, int], gone: str, version: str, revision: str) -> tuple[TableState, int]:
+    """(what the destination holds once the rows are merged, how many of them are new keys).
+
+    ``up`` None: every lake row is sent, so the destination then holds the lake's rows and those to delete."""
     n_held, sum_held, _ = holdings.totals(spec)
+    gone_n, gone_sum = con.execute(f"SELECT count(*), coalesce(sum({ident(FP)}), 0) FROM {gone}").fetchone()
+    if up is None:
+        lake_n, lake_sum = lake_totals
+        state = TableState(row_count=lake_n + int(gone_n), fingerprint_sum=lake_sum + int(gone_sum), fingerprint_version=version,
+                           revision=revision, loaded=True)
+        return state, lake_n - (n_held - int(gone_n))
+    match = " AND ".join(f"h.{ident(k)} = u.{ident(k)}" for k in spec.primary_key)
     replaced_n, replaced_sum = con.execute(
-        f"SELECT count(*), coalesce(sum(h.{ident(FP)}), 0) FROM {held} h SEMI JOIN {up} u ON {match}").fetchone()
+        f"SELECT count(*), coalesce(sum(h.{ident(FP)}), 0) FROM {holdings.table(spec)} h SEMI JOIN {up} u ON {match}").fetchone()
     up_n, up_sum = con.execute(f"SELECT count(*), coalesce(sum({ident(FP)}), 0) FROM {up}").fetchone()
     state = TableState(row_count=n_held - int(replaced_n) + int(up_n), fingerprint_sum=sum_held - int(replaced_sum) + int(up_sum),
                        fingerprint_version=version, revision=revision, loaded=True)

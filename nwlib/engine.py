@@ -18,12 +18,13 @@ from dataclasses import dataclass, field, replace
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from . import cdc, destinations, evolution, fingerprint, lake
+from . import cdc, destinations, evolution, fingerprint
 from .cdc import ChangeSet
 from .destinations.base import DeleteResult, Destination
 from .errors import DestinationError, NwError, SchemaChangeError, SyncFailed
 from .holdings import Holdings, holdings_path
-from .lake import open_lake, stream_connection
+from .holdings import sent_keys as holdings_keys
+from .lake import open_lake, stream_cursor
 from .model import APPEND, FAILED, MERGE, OK, PLANNED, REPLACE, SKIPPED, Plan, SyncReport, TableReport, TableSpec, TableState
 from .plan import read_plan
 from .records import new_run_id, now
@@ -123,9 +124,7 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
 
 
 def _open_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str) -> _Run:
-    run = _Run(settings, con, dest, plan, run_id, Holdings(con, holdings_path(settings.destination_path, dest.describe())))
-    lake.raise_memory(con, settings)   # the comparisons are joins: they get DUCKDB_MEMORY_LIMIT (streaming keeps 64MB)
-    return run
+    return _Run(settings, con, dest, plan, run_id, Holdings(con, holdings_path(settings.destination_path, dest.describe())))
 
 
 def _dry_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str) -> SyncReport:
@@ -160,7 +159,7 @@ def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, s
         _work_out_changes(run, apply_policy=False, specs=sent)
         total = sum(cs.rows + cs.deletes for cs in run.changes.values())
         run.progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
-        run.stream = stream_connection(settings)
+        run.stream = stream_cursor(con)
         for step in plan.steps:
             _load_step(run, step.tables, reports, schema_changes)
         if dest.capabilities.foreign_keys:
@@ -230,16 +229,17 @@ def _changes(run: _Run, spec: TableSpec, state: TableState) -> ChangeSet:
     if spec.mode == REPLACE:
         after = TableState(wm_after, n, (), True, total, version, run.revision())
         return ChangeSet(cdc.transfer_spec(spec), cdc.transfer_select(spec), (), n, state.watermark, wm_after, True, state_after=after)
-    return _compare(run, spec, state, version, wm_after)
+    return _compare(run, spec, state, version, wm_after, (n, total))
 
 
-def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_after) -> ChangeSet:
+def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_after, totals: tuple[int, int]) -> ChangeSet:
     """A keyed table whose lake differs from the destination's recorded state: compare row by row."""
     con, holdings = run.con, run.holdings
     refresh = spec.name in run.plan.full_refresh
     notes = []
     if refresh or not holdings.current(spec, state) or (state.loaded and state.fingerprint_sum is None):
-        holdings.load(spec, run.call(lambda: run.dest.fingerprints(cdc.transfer_spec(spec))), state)
+        rows_held = run.call(lambda: run.dest.fingerprints(cdc.transfer_spec(spec)))
+        holdings.load(spec, rows_held, state)
         held_n, held_sum, unknown = holdings.totals(spec)
         if state.loaded and (held_n, held_sum) != (state.row_count, state.fingerprint_sum) and not unknown:
             notes.append(f"recorded state corrected from the destination's rows ({state.row_count:,} → {held_n:,} rows)")
@@ -253,15 +253,19 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
             why = " once sent (nanoseconds are cut to microseconds)" if cdc.lossy_key(spec) else ""
             raise SchemaChangeError(f"table {spec.name!r} has duplicate primary keys in the lake{why} ({', '.join(spec.primary_key)} = {shown})",
                                     "make the key unique in the lake (or cast it in a view) and rerun")
-    full = refresh or new_version or not state.loaded
-    _, up, gone = cdc.compare(con, spec, holdings, full)
-    rows = con.execute(f"SELECT count(*) FROM {up}").fetchone()[0]
+    full = refresh or new_version or not state.loaded or spec.name in run.dest.needs_full()
+    up, gone = cdc.compare(con, spec, holdings, full, totals[0])
+    rows = totals[0] if up is None else con.execute(f"SELECT count(*) FROM {up}").fetchone()[0]
+    only = None   # stream every lake row: all are sent, or most changed (a rebuilt lake) and filtering would cost more
+    if up is not None and not (totals[0] >= 100_000 and rows > totals[0] // 2):
+        only = con.execute(f"SELECT {ident(fingerprint.COLUMN)} AS fp FROM {up}").to_arrow_table()
     deletes = con.execute(f"SELECT count(*) FROM {gone}").fetchone()[0]
-    after, inserts = cdc.state_after_upserts(con, spec, holdings, up, version, run.revision())
+    after, inserts = cdc.state_after_upserts(con, spec, holdings, up, totals, gone, version, run.revision())
     after = replace(after, watermark=wm_after)
-    only = None if full else con.execute(f"SELECT {ident(fingerprint.COLUMN)} AS fp FROM {up}").to_arrow_table()
-    return ChangeSet(cdc.transfer_spec(spec), cdc.transfer_select(spec), (), rows, state.watermark, wm_after, full, None, only,
-                     inserts, deletes, after, tuple(notes))
+    if only is None:
+        rows = totals[0]
+    return ChangeSet(cdc.transfer_spec(spec), cdc.transfer_select(spec), (), rows, state.watermark, wm_after, full or only is None, None,
+                     only, inserts, deletes, after, tuple(notes))
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -314,10 +318,15 @@ def _load_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport]
 def _remember_load(run: _Run, spec: TableSpec, cs: ChangeSet, result) -> None:
     """After a commit: the local copy of what the destination holds follows, unless the destination did
     something else than expected (then the copy is read again next time)."""
+    revision, version = cs.state_after.revision, cs.state_after.fingerprint_version
     if result.inserted != cs.inserts:
         run.holdings.forget(spec)
+    elif cs.only is None and cs.rows:
+        # Every lake row was sent: the destination now holds them, and the keys still to delete.
+        run.holdings.replace_with(spec, f"SELECT {holdings_keys(spec)}, {fingerprint.of(spec)} AS {ident(fingerprint.COLUMN)} "
+                                        f"FROM {spec.source} UNION ALL SELECT * FROM {cdc.temp_name('gone', spec)}", revision, version)
     elif cs.rows:
-        run.holdings.upsert(spec, cdc.temp_name("up", spec), cs.state_after.revision, cs.state_after.fingerprint_version)
+        run.holdings.upsert(spec, cdc.temp_name("up", spec), revision, version)
     else:
         run.holdings.stamp(spec, cs.state_after.revision, cs.state_after.fingerprint_version)
 

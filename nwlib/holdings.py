@@ -114,6 +114,12 @@ class Holdings:
         self.con.execute(f"INSERT INTO {self.table(spec)} SELECT {cols} FROM {rows}")
         self.stamp(spec, revision, version)
 
+    def replace_with(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
+        """After a commit that sent every lake row: the copy becomes ``rows`` (a query of key columns + fingerprint)."""
+        self._require()
+        self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS {rows}")
+        self.stamp(spec, revision, version)
+
     def remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
         """After a commit: the keys of ``keys`` are gone."""
         self._require()

@@ -50,7 +50,7 @@ class Settings:
     max_retries: int = 5
     retry_base_seconds: float = 0.5
     cdc_lookback_seconds: float = 0.0
-    duckdb_memory_limit: str = "512MB"
+    duckdb_memory_limit: str = "256MB"
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
     append_only_tables: frozenset[str] = frozenset()
     full_replace_tables: frozenset[str] = frozenset()

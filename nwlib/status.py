@@ -75,7 +75,7 @@ def compare_state(con, spec: TableSpec, state: TableState) -> tuple[int, str]:
 
 
 def status(settings: Settings, destination: Destination | None = None, history_limit: int = 50) -> Status:
-    with open_lake(settings, settings.duckdb_memory_limit) as con:
+    with open_lake(settings) as con:
         plan = read_plan(settings, con)
         dest = destination or destinations.create(settings)
         try:

@@ -3,11 +3,10 @@ metadata tables in either format (:mod:`.metadata`), the source model built from
 and DuckDB extensions loaded offline (:mod:`.extensions`)."""
 from .catalog import METADATA_TABLES, LakeTable, columns_of, lake_tables, user_tables
 from .extensions import load_extension
-from .files import LAKE_ALIAS, STREAM_MEMORY_LIMIT, connect, open_lake, raise_memory, row_count, stream_connection
+from .files import LAKE_ALIAS, connect, open_lake, row_count, stream_cursor
 from .metadata import TableMetadata, original_schema_json, read_metadata
 from .model import INCREMENTAL_CANDIDATES, ORDERABLE_CURSOR_TYPES, read_specs
 
-__all__ = ["INCREMENTAL_CANDIDATES", "LAKE_ALIAS", "METADATA_TABLES", "ORDERABLE_CURSOR_TYPES", "STREAM_MEMORY_LIMIT", "LakeTable",
-           "TableMetadata", "columns_of", "connect", "lake_tables", "load_extension", "open_lake", "original_schema_json", "raise_memory",
-           "read_metadata",
-           "read_specs", "row_count", "stream_connection", "user_tables"]
+__all__ = ["INCREMENTAL_CANDIDATES", "LAKE_ALIAS", "METADATA_TABLES", "ORDERABLE_CURSOR_TYPES", "LakeTable",
+           "TableMetadata", "columns_of", "connect", "lake_tables", "load_extension", "open_lake", "original_schema_json",            "read_metadata",
+           "read_specs", "row_count", "stream_cursor", "user_tables"]

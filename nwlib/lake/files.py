@@ -2,8 +2,8 @@
 
 A sync reads through a session with the lake attached read-only under
 :data:`LAKE_ALIAS` (so temporary work has a place and the lake cannot change
-under a run), streams rows out through a second, small-budget session
-(:func:`stream_connection`), and spills joins to ``DESTINATION_PATH/.nw/tmp``.
+under a run), streams rows out through a cursor of it (:func:`stream_cursor`),
+and spills to ``DESTINATION_PATH/.nw/tmp`` beyond DUCKDB_MEMORY_LIMIT.
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from ..settings import Settings
 
 # The name the lake is attached under in a read-only session (see connect()).
 LAKE_ALIAS = "lake"
-# A sync streams rows out under this budget, so its memory stays flat in table size.
-STREAM_MEMORY_LIMIT = "64MB"
 
 
 def connect(path: Path | str, read_only: bool = True, create: bool = False) -> duckdb.DuckDBPyConnection:
@@ -58,23 +56,18 @@ def _spill_to(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     con.execute(f"SET temp_directory = '{_sql_str(str(settings.destination_path / '.nw' / 'tmp'))}'")
 
 
-def raise_memory(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Give a session DUCKDB_MEMORY_LIMIT for the joins that need it (kept to the end of the session)."""
-    _set_memory(con, settings.duckdb_memory_limit)
-
-
 @contextlib.contextmanager
-def open_lake(settings: Settings, memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The lake, read-only, with a small memory budget unless ``memory_limit`` says otherwise.
+def open_lake(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The lake, read-only, in one DuckDB instance whose memory is DUCKDB_MEMORY_LIMIT, all of it.
 
-    A sync reads and streams at 64MB (DuckDB would otherwise cache lake blocks up to its
-    limit, so memory would grow with the tables); it raises the budget to
-    DUCKDB_MEMORY_LIMIT only for the joins of delete reconciliation.  Verify joins from the start.
+    Everything a run does in DuckDB shares that one budget — the lake blocks it caches, the
+    comparisons' hash tables (bucketed, so they do not grow with the table), rows streaming out
+    (:func:`stream_cursor`) — and spills to ``DESTINATION_PATH/.nw/tmp`` beyond it, so a sync's
+    memory stays flat whatever the table size.
     """
     con = connect(settings.duckdb_path, read_only=True)
     try:
         _set_memory(con, settings.duckdb_memory_limit)  # a malformed value fails here, before any work
-        _set_memory(con, memory_limit or STREAM_MEMORY_LIMIT)
         _spill_to(con, settings)
     except duckdb.Error as exc:
         con.close()
@@ -94,17 +87,13 @@ def open_lake(settings: Settings, memory_limit: str | None = None) -> Iterator[d
         con.close()
 
 
-def stream_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """A second, small-budget view of the lake used only to stream rows out.
-
-    Streaming needs no cache, and DuckDB caches every block it reads up to its memory
-    limit: a separate instance capped at 64MB keeps a sync's memory flat in table size,
-    while joins (deletes, verify) keep DUCKDB_MEMORY_LIMIT on the main connection.
-    """
-    con = connect(settings.duckdb_path, read_only=True)
-    _set_memory(con, STREAM_MEMORY_LIMIT)
-    _spill_to(con, settings)
-    return con
+def stream_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A second connection to the same DuckDB instance (same memory budget) to stream rows out while the
+    first goes on with other queries."""
+    cur = con.cursor()
+    cur.execute(f"USE {LAKE_ALIAS}")
+    cur.execute("SET TimeZone = 'UTC'")
+    return cur
 
 
 def row_count(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> int:

@@ -27,6 +27,7 @@ from .copy import Copier
 from .embedded import embedded_url
 from .lock import AdvisoryLock
 from .readback import Reader
+from .scanner import Scanner
 from .schema import Tables
 
 CAPABILITIES = Capabilities(name="POSTGRES", foreign_keys=True, joint_transactions=True, append_replaces_tail=True, strict_json=True)
@@ -43,7 +44,8 @@ class PostgresDestination(BaseDestination):
         self.books = Bookkeeping(self.session, self.schema)
         self.tables = Tables(self.session, self.schema, self.books)
         self.copier = Copier(self.session, self.schema)
-        self.reader = Reader(self.session, self.schema)
+        self.scanner = Scanner(self.url, settings)
+        self.reader = Reader(self.session, self.schema, self.scanner)
         self._lock = AdvisoryLock(self.url, settings, self.schema)
         self._needs_full: set[str] = set()
         self._schema_errors: dict[str, str] = {}
@@ -60,6 +62,7 @@ class PostgresDestination(BaseDestination):
 
     def close(self) -> None:
         self.session.reset()
+        self.scanner.close()
 
     def ping(self) -> float:
         with self.session.errors("ping"):

@@ -12,11 +12,24 @@ from ...model import TableSpec
 from ...sql import ident, qualified
 from ...typemap import pg_type
 from .connection import Session
+from .scanner import Scanner
+
+
+# Key types read typed (the postgres extension's binary COPY); any other is read as canonical text.
+TYPED_KEYS = ("smallint", "integer", "bigint", "text", "date", "uuid", "boolean", "timestamp", "timestamp with time zone")
 
 
 class Reader:
-    def __init__(self, session: Session, schema: str):
-        self.session, self.schema = session, schema
+    def __init__(self, session: Session, schema: str, scanner: Scanner | None = None):
+        self.session, self.schema, self.scanner = session, schema, scanner
+
+    def rows(self, sql: str) -> pa.RecordBatchReader:
+        """The rows of ``sql``: through DuckDB's postgres extension when it works, else psycopg's COPY."""
+        if self.scanner is not None:
+            reader = self.scanner.read(sql, 100_000)
+            if reader is not None:
+                return reader
+        return self.copy_out(sql)
 
     def copy_out(self, sql: str) -> pa.RecordBatchReader:
         """Run ``COPY (sql) TO STDOUT CSV`` into a temp file; read it back as text columns."""
@@ -42,15 +55,17 @@ class Reader:
 
     def fingerprints(self, spec: TableSpec, present: dict[str, str] | None) -> pa.RecordBatchReader:
         """Keys (canonical text) and fingerprints of every row; ``present``: the table's columns (None: no table)."""
-        cols = ", ".join(f"{text_expr(ident(k), pg_type(spec.column(k).type).pg)} AS {ident(k)}" for k in spec.primary_key)
         if present is None:
             return pa.table({name: pa.array([], pa.string()) for name in (*spec.primary_key, FP)}).to_reader()
-        fp = f"{ident(FP)}::text" if FP in present else "NULL::text"   # written by an older nwlib: unknown
-        return self.copy_out(f"SELECT {cols}, {fp} AS {ident(FP)} FROM {qualified(self.schema, spec.name)}")
+        typed = self.scanner is not None
+        cols = ", ".join(f"{ident(k) if typed and pg_type(spec.column(k).type).pg in TYPED_KEYS else text_expr(ident(k), pg_type(spec.column(k).type).pg)}"
+                         f" AS {ident(k)}" for k in spec.primary_key)
+        fp = (ident(FP) if typed else f"{ident(FP)}::text") if FP in present else "NULL::bigint"   # written by an older nwlib: unknown
+        return self.rows(f"SELECT {cols}, {fp} AS {ident(FP)} FROM {qualified(self.schema, spec.name)}")
 
     def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
         cols = ", ".join(f"{text_expr(ident(c.name), pg_type(c.type).pg)} AS {ident(c.name)}" for c in spec.columns)
-        return self.copy_out(f"SELECT {cols} FROM {qualified(self.schema, spec.name)}")
+        return self.rows(f"SELECT {cols} FROM {qualified(self.schema, spec.name)}")
 
 
 def text_expr(col: str, pg: str) -> str:

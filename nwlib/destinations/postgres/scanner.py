@@ -1,0 +1,83 @@
+"""Reading many rows out of PostgreSQL fast: DuckDB's postgres extension (binary COPY, in C++).
+
+Used to read back what a table holds (keys and fingerprints on a fresh machine,
+every row for ``nw verify``) when the extension loads (the pinned
+``duckdb-extension-postgres-scanner`` wheel, offline).  The password travels in
+a DuckDB secret, never in SQL text or a connection string.  Any failure here —
+no extension, a pooler that refuses what it does — returns None and the caller
+reads through psycopg instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import duckdb
+import pyarrow as pa
+
+from ...lake import load_extension
+from ...settings import Settings
+
+log = logging.getLogger("nwlib.postgres")
+
+# libpq parameters that go into the ATTACH string (never the password)
+_PASSED = ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "connect_timeout")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _libpq(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class Scanner:
+    def __init__(self, url: str, settings: Settings):
+        self.url, self.settings = url, settings
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._broken = False
+
+    def _open(self) -> duckdb.DuckDBPyConnection | None:
+        if self._con is not None or self._broken:
+            return self._con
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            params = {k: str(v) for k, v in conninfo_to_dict(self.url).items() if v is not None}
+            con = duckdb.connect()
+            con.execute(f"SET memory_limit = '{self.settings.duckdb_memory_limit.replace(chr(39), '')}'")
+            if not load_extension(con, "postgres_scanner"):
+                raise RuntimeError("the postgres extension did not load")
+            con.execute("SET pg_connection_limit = 1")      # one connection: works behind a transaction pooler too
+            con.execute("SET pg_use_ctid_scan = false")
+            if params.get("password"):
+                # CREATE SECRET takes no bound parameters: the value is quoted as an SQL string.
+                con.execute(f"CREATE TEMPORARY SECRET nw_pg (TYPE postgres, PASSWORD {_literal(params['password'])})")
+            dsn = " ".join(f"{k}={_libpq(params[k])}" for k in _PASSED if k in params)
+            con.execute(f"ATTACH {_literal(dsn)} AS nw_pg (TYPE postgres, READ_ONLY{', SECRET nw_pg' if params.get('password') else ''})")
+            self._con = con
+        except Exception as exc:  # noqa: BLE001 - any failure means "read the other way"
+            log.debug("postgres extension not used: %s", self.settings.redact(str(exc)))
+            self._broken = True
+            self.close()
+        return self._con
+
+    def read(self, sql: str, batch_rows: int) -> pa.RecordBatchReader | None:
+        """The rows of ``sql`` (run by PostgreSQL) as Arrow batches, or None when this way is not available."""
+        con = self._open()
+        if con is None:
+            return None
+        try:
+            return con.execute(f"SELECT * FROM postgres_query('nw_pg', {_literal(sql)})").to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            log.debug("postgres extension read failed: %s", self.settings.redact(str(exc)))
+            self._broken = True
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(Exception):
+                self._con.close()
+        self._con = None
