@@ -154,8 +154,10 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     if full:
         con.execute(f"DROP TABLE {up}")
     if not held_rows:
+        # The destination holds nothing: every lake row is new (sent straight from the lake), nothing to delete.
         con.execute(f"DROP TABLE {cand}")
-        return (None if full else up), gone
+        con.execute(f"DROP TABLE IF EXISTS {up}")
+        return None, gone
     parts = max(1, -(-max(lake_rows, held_rows) // COMPARE_BUCKET_ROWS))
     n = len(spec.primary_key)
     lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))

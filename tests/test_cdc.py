@@ -98,6 +98,16 @@ def test_updates_are_applied_with_exact_counts(settings, pg):
     assert equal(settings)
 
 
+def test_a_table_empty_at_its_first_sync_gets_its_first_rows_later(settings, pg):
+    """Found by the property test: an empty destination table (and an empty local copy) meant an empty change set."""
+    simple_table(settings, 0)
+    assert counts(run(settings)["t"]) == (0, 0, 0)
+    lake(settings, f"INSERT INTO t VALUES (1, 'first', {T0})", f"INSERT INTO t VALUES (2, 'second', {T0})")
+    assert counts(run(settings)["t"]) == (2, 0, 0)
+    assert [r[1] for r in dest(pg, settings, "t")] == ["first", "second"]
+    assert equal(settings)
+
+
 def test_null_cursor_values_sync_and_their_updates_arrive(settings):
     lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR, updated_at TIMESTAMP)",
          f"INSERT INTO t VALUES (1, 'a', {T0}), (2, 'b', NULL)")
