@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -21,7 +22,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from . import cdc, destinations, evolution, fingerprint
 from .cdc import ChangeSet
 from .destinations.base import DeleteResult, Destination
-from .errors import DestinationError, NwError, SchemaChangeError, SyncFailed
+from .errors import DestinationError, NwError, SchemaChangeError, SyncFailed, SyncInProgress
 from .holdings import Holdings, holdings_path
 from .holdings import sent_keys as holdings_keys
 from .lake import open_lake, stream_cursor
@@ -57,9 +58,23 @@ class ProgressSink:
 
 
 def _retrying(settings: Settings) -> Retrying:
+    """Retries of one destination call after a transient failure.
+
+    At most MAX_RETRIES retries, waiting RETRY_BASE_SECONDS × 2ⁿ (at most 2 s, plus jitter) before each,
+    and none that would start more than RETRY_WINDOW_SECONDS after the call's first failure.  The window
+    counts from the first *failure*, so a long COPY cut near its end is still retried.  The longest a run
+    waits on a server that does not answer is therefore DB_CONNECT_TIMEOUT (the first attempt) +
+    RETRY_WINDOW_SECONDS + DB_CONNECT_TIMEOUT (the last attempt): 3 + 7 + 3 = 13 s by default."""
+    first_failure: list[float] = []
+
+    def window_closed(state) -> bool:
+        if not first_failure:
+            first_failure.append(time.monotonic())
+        return time.monotonic() - first_failure[0] + (state.upcoming_sleep or 0) > settings.retry_window_seconds
+
     return Retrying(
-        stop=stop_after_attempt(settings.max_retries + 1),
-        wait=wait_exponential_jitter(multiplier=settings.retry_base_seconds, max=30, jitter=settings.retry_base_seconds),
+        stop=stop_after_attempt(settings.max_retries + 1) | window_closed,
+        wait=wait_exponential_jitter(multiplier=settings.retry_base_seconds, max=2, jitter=settings.retry_base_seconds),
         retry=retry_if_exception(lambda e: isinstance(e, DestinationError) and e.transient),
         reraise=True,
     )
@@ -83,6 +98,7 @@ class _Run:
     changes: dict[str, ChangeSet] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
     notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    stopped: SyncInProgress | None = None     # this run lost its lock: it writes nothing more
     _commits: itertools.count = field(default_factory=itertools.count)
 
     def reader(self, cs: ChangeSet):
@@ -162,18 +178,23 @@ def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, s
         run.stream = stream_cursor(con)
         for step in plan.steps:
             _load_step(run, step.tables, reports, schema_changes)
-        if dest.capabilities.foreign_keys:
+        if dest.capabilities.foreign_keys and not run.stopped:
             _foreign_keys(run, reports)
         for step in reversed(plan.steps):
-            _delete_step(run, step.tables, reports)
+            if not run.stopped:
+                _delete_step(run, step.tables, reports)
     finally:
         run.progress.close()
         run.holdings.close()
         if run.stream is not None:
             run.stream.close()
     final = tuple(reports[t] for t in plan.order)
-    with contextlib.suppress(NwError):   # the ledger is best effort: the data and its state are already durable
+    # Each table's ledger row was written with its rows (status ok); the final statuses (a later failure
+    # such as the foreign-key step, skips, notes) go in now.  If that cannot be written the report says so.
+    try:
         run.call(lambda: dest.record(run_id, final))
+    except NwError as exc:
+        return SyncReport(run_id, dest.capabilities.name, final, ledger_error=str(exc))
     return SyncReport(run_id, dest.capabilities.name, final)
 
 
@@ -273,6 +294,10 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
 def _load_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport], schema_changes) -> None:
     plan, dest = run.plan, run.dest
     started = now()
+    if run.stopped:
+        for t in tables:
+            reports[t] = TableReport(t, plan.specs[t].mode, SKIPPED, started_at=started, finished_at=now(), error=f"skipped: {run.stopped.what}")
+        return
     blocked = [fk.ref_table for t in tables for fk in plan.specs[t].foreign_keys
                if fk.ref_table in reports and reports[fk.ref_table].status != OK]
     if blocked:
@@ -300,6 +325,8 @@ def _load_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport]
         try:
             results = run.call(lambda: dest.load(busy, run.reader, run.run_id, run.progress.advance))
         except NwError as exc:
+            if isinstance(exc, SyncInProgress):
+                run.stopped = exc
             error = _explain(run, [plan.specs[cs.spec.name] for cs in busy], exc)
             for cs in step:
                 reports[cs.spec.name] = TableReport(cs.spec.name, _mode(cs), FAILED, watermark_before=cs.watermark_before,
@@ -416,7 +443,8 @@ def _foreign_keys(run: _Run, reports: dict[str, TableReport]) -> None:
     except NwError as exc:
         for name in run.plan.order:
             if reports[name].status == OK:
-                reports[name] = replace(reports[name], status=FAILED, error=f"foreign keys: {exc}")
+                reports[name] = replace(reports[name], status=FAILED,
+                                        error=f"foreign keys: {exc} (this run's rows are loaded; the constraint is not)")
 
 
 def _explain(run: _Run, specs: Sequence[TableSpec], exc: NwError) -> str:
@@ -459,7 +487,8 @@ def _delete_step(run: _Run, tables: Sequence[str], reports: dict[str, TableRepor
                 run.holdings.forget(run.plan.specs[name])  # it may list deletes that were rolled back
         return
     for name in names:
-        reports[name] = _delete(run, name, reports[name])
+        if not run.stopped:
+            reports[name] = _delete(run, name, reports[name])
 
 
 def _delete(run: _Run, name: str, report: TableReport, in_transaction: bool = False) -> TableReport:
@@ -478,6 +507,8 @@ def _delete(run: _Run, name: str, report: TableReport, in_transaction: bool = Fa
         result = send() if in_transaction else run.call(send)
     except NwError as exc:
         run.holdings.forget(spec)
+        if isinstance(exc, SyncInProgress):
+            run.stopped = exc
         return replace(report, status=FAILED, error=f"deletes: {exc}", finished_at=now())
     run.progress.advance(name, cs.deletes)
     if result.held_back:
@@ -491,8 +522,12 @@ def _delete(run: _Run, name: str, report: TableReport, in_transaction: bool = Fa
 
 
 def raise_for_failures(report: SyncReport) -> SyncReport:
-    if not report.ok:
+    ledger = f" (and controle_cargas could not record this: {report.ledger_error})" if report.ledger_error else ""
+    if report.failed:
         first = report.failed[0]
         more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
-        raise SyncFailed(f"table {first.table!r} failed{more}: {first.error}", "loaded tables are kept; rerun `nw sync` once it is fixed")
+        raise SyncFailed(f"table {first.table!r} failed{more}: {first.error}{ledger}", "loaded tables are kept; rerun `nw sync` once it is fixed")
+    if report.ledger_error:
+        raise SyncFailed(f"every table synced, but the run's final statuses could not be written to controle_cargas: {report.ledger_error}",
+                         "the data is committed; rerun `nw sync` to record a run that agrees with it")
     return report

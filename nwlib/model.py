@@ -186,10 +186,11 @@ class SyncReport:
     destination: str
     tables: tuple[TableReport, ...] = field(default_factory=tuple)
     dry_run: bool = False
+    ledger_error: str | None = None     # the final statuses could not be written to controle_cargas
 
     @property
     def ok(self) -> bool:
-        return all(t.status != FAILED for t in self.tables)
+        return all(t.status != FAILED for t in self.tables) and self.ledger_error is None
 
     @property
     def failed(self) -> tuple[TableReport, ...]:

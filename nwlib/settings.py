@@ -9,17 +9,20 @@ Secrets are kept out of ``repr`` and out of every URL we print.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
+from . import connstr
 from .errors import ConfigError
 
 # The valid DESTINATION_TYPE values (the registry in nwlib.destinations has exactly these keys: a test checks it).
 DESTINATION_TYPES = ("POSTGRES", "S3", "DELTA", "DATABRICKS")
 DESTINATION_ALIASES = {"SUPABASE": "POSTGRES", "POSTGRESQL": "POSTGRES", "PG": "POSTGRES"}
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+POOL_MODES = tuple(connstr.POOL_MODES)   # DB_POOL_MODE: how DATABASE_URL/DB_HOST reaches PostgreSQL (shown by `nw status`)
 # What a run does when a lake table's columns no longer match the destination's (see nwlib.evolution).
 EVOLVE, FREEZE, DISCARD = "evolve", "freeze", "discard"
 SCHEMA_POLICIES = (EVOLVE, FREEZE, DISCARD)
@@ -44,11 +47,15 @@ class Settings:
     db_sslmode: str | None = None
     db_sslrootcert: str | None = None
     db_schema: str = "public"
+    db_pool_mode: str | None = None          # direct | session | transaction (None: told by the host name)
+    db_connect_timeout: int = 3              # seconds for a connection to open and answer its first query
+    sync_lock_lease_seconds: int = 60        # a sync's lock lapses this long after its last renewal (a killed run)
     # loading
     batch_size: int = 100_000
     truncate_before_load: bool = False
     max_retries: int = 5
     retry_base_seconds: float = 0.5
+    retry_window_seconds: float = 7.0        # retries stop this long after a step's first failure (see nwlib.engine)
     cdc_lookback_seconds: float = 0.0
     duckdb_memory_limit: str = "256MB"
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
@@ -79,48 +86,77 @@ class Settings:
     def embedded_pgdata(self) -> Path:
         return self.destination_path / "pgdata"
 
-    def postgres_dsn(self) -> str:
-        """The libpq connection string (with the password: never print it)."""
+    def postgres_params(self) -> dict[str, str]:
+        """libpq keywords for the configured server (with the password: never print them).
+
+        DATABASE_URL wins over DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD; DB_SSLMODE and DB_SSLROOTCERT
+        apply to it too unless the URL sets them.  A malformed URL is a ConfigError naming no character
+        of its password (see :mod:`nwlib.connstr`)."""
         if self.database_url:
-            return self.database_url
+            params = connstr.parse_url(self.database_url)
+            if self.db_sslmode and "sslmode" not in params:
+                params["sslmode"] = self.db_sslmode
+            if self.db_sslrootcert and "sslrootcert" not in params:
+                params["sslrootcert"] = self.db_sslrootcert
+            return params
         if not self.db_host:
             raise ConfigError("no PostgreSQL server configured", "set DB_HOST or DATABASE_URL, or use the embedded default")
-        user = quote(self.db_user, safe="")
-        auth = user + (":" + quote(self.db_password, safe="") if self.db_password else "")
-        query = {}
-        if self.db_sslmode:
-            query["sslmode"] = self.db_sslmode
-        if self.db_sslrootcert:
-            query["sslrootcert"] = self.db_sslrootcert
-        netloc = f"{auth}@{self.db_host}:{self.db_port}"
-        return urlunsplit(("postgresql", netloc, "/" + quote(self.db_name), urlencode(query), ""))
+        return connstr.from_parts(self.db_host, self.db_port, self.db_name, self.db_user, self.db_password,
+                                  self.db_sslmode, self.db_sslrootcert)
+
+    def connection_mode(self, params: Mapping[str, str] | None = None) -> str:
+        """Direct, session pooler or transaction pooler (DB_POOL_MODE, else told by the host: Supabase's pooler)."""
+        if params is None:
+            params = {} if self.uses_embedded_postgres else self.postgres_params()
+        return connstr.connection_mode(params, self.db_pool_mode)
 
     def schema_policy(self, table: str) -> str:
         """SCHEMA_CHANGES for ``table``: its own entry, else the default, else evolve."""
         return self.schema_changes.get(table) or self.schema_changes.get("") or EVOLVE
 
     def secrets(self) -> list[str]:
-        """Values that must never appear in output (used by redaction)."""
+        """Values that must never appear in output, in every form they may be written in (used by redaction)."""
         found = [self.db_password, self.aws_secret_access_key, self.databricks_token, self.aws_access_key_id]
         if self.database_url:
-            pw = urlsplit(self.database_url).password
-            found += [pw, unquote(pw)] if pw else []  # as written (percent-encoded) and as the server sees it
-        return [s for s in found if s]
+            try:
+                found.append(connstr.parse_url(self.database_url).get("password"))
+            except ConfigError:
+                pass   # refused before any connection, by a line that names no part of it
+            found += connstr.raw_passwords(self.database_url)
+        forms = set()
+        for s in filter(None, found):
+            forms.update({s, unquote(s), quote(s, safe=""), quote(s)})
+        return sorted((s for s in forms if s), key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        for s in self.secrets():
-            text = text.replace(s, "***")
+        """``text`` with every secret replaced by ``***``.
+
+        A secret of four characters or more goes wherever it stands as a whole (not inside a longer word:
+        a password ``postgres`` leaves ``postgresql://`` alone); a shorter one only where it stands as a
+        password (``:a@``, ``password=a``), so a one-letter password does not mask every ``a``."""
+        for secret in self.secrets():
+            text = _redact_one(text, secret)
         return text
 
 
+_WORD = re.compile(r"[A-Za-z0-9]")
+
+
+def _redact_one(text: str, secret: str) -> str:
+    if secret not in text:
+        return text
+    body = re.escape(secret)
+    if len(secret) < 4:
+        return re.sub(rf"(?<=:){body}(?=@)|(?<=password=){body}(?=$|[\s&'\"])|(?<=password ')(?:{body})(?=')", "***", text,
+                      flags=re.IGNORECASE)
+    before = r"(?<![A-Za-z0-9])" if _WORD.match(secret[0]) else ""
+    after = r"(?![A-Za-z0-9])" if _WORD.match(secret[-1]) else ""
+    return re.sub(before + body + after, "***", text)
+
+
 def redact_url(url: str) -> str:
-    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-        parts = parts._replace(netloc=netloc)
-    query = [(k, "***" if k.lower() in ("password", "sslpassword") else v) for k, v in parse_qsl(parts.query)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db`` (also when the URL does not parse)."""
+    return connstr.redact_url(url)
 
 
 # --- parsing -----------------------------------------------------------------
@@ -202,10 +238,14 @@ _PARSERS = {
     "DB_SSLMODE": ("db_sslmode", lambda n, v: _choice(n, v, SSL_MODES)),
     "DB_SSLROOTCERT": ("db_sslrootcert", lambda n, v: v or None),
     "DB_SCHEMA": ("db_schema", lambda n, v: _nonempty(n, v)),
+    "DB_POOL_MODE": ("db_pool_mode", lambda n, v: _choice(n, v, POOL_MODES)),
+    "DB_CONNECT_TIMEOUT": ("db_connect_timeout", lambda n, v: _int(n, v, 2)),
+    "SYNC_LOCK_LEASE_SECONDS": ("sync_lock_lease_seconds", lambda n, v: _int(n, v, 2)),
     "BATCH_SIZE": ("batch_size", lambda n, v: _int(n, v, 1)),
     "TRUNCATE_BEFORE_LOAD": ("truncate_before_load", _bool),
     "MAX_RETRIES": ("max_retries", lambda n, v: _int(n, v, 0)),
     "RETRY_BASE_SECONDS": ("retry_base_seconds", _float),
+    "RETRY_WINDOW_SECONDS": ("retry_window_seconds", _float),
     "CDC_LOOKBACK_SECONDS": ("cdc_lookback_seconds", _float),
     "DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", lambda n, v: _nonempty(n, v)),
     "INCREMENTAL_COLUMNS": ("incremental_columns", _pairs),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,8 @@ from clirun import stop_process  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory) -> str:
-    """URL of a real PostgreSQL server for the whole session."""
+def pg_server_url(tmp_path_factory) -> str:
+    """URL of the main real PostgreSQL server for the whole session (embedded pgserver unless NW_TEST_DATABASE_URL)."""
     url = os.environ.get("NW_TEST_DATABASE_URL")
     if url:
         yield url    # a generator fixture must yield in every branch (a `return` here gave pytest no value)
@@ -29,23 +30,99 @@ def pg_url(tmp_path_factory) -> str:
     yield server.get_uri()
 
 
+# --- Debian's PostgreSQL 15 and pgbouncer in front of it (tests/servers.py) -------------------
+
+POOL_USER = "nw_pool"
+POOL_PASSWORD = "p@ss:w/rd?#%"     # every character a URL must encode, so the pooler routes exercise it
+# Roles on PostgreSQL 15 (and in pgbouncer's user list): the sync user, the passwords people paste, and a role
+# whose session defaults differ from nwlib's (a pooled connection must not depend on any session setting).
+PG15_ROLES = {POOL_USER: POOL_PASSWORD, "nw_supa": "Sup3r@Secret", "nw_a": "a", "nw_tz": "Tz-" + uuid.uuid4().hex[:8]}
+
+
+@pytest.fixture(scope="session")
+def pg15():
+    """Debian's PostgreSQL 15 (Supabase's major version) on a free loopback port; scram for every role but postgres."""
+    from servers import Pg15
+
+    server = Pg15()
+    for role, password in PG15_ROLES.items():
+        server.add_role(role, password)
+    server.sql("ALTER ROLE nw_tz SET TimeZone = 'America/Sao_Paulo'")
+    server.sql("ALTER ROLE nw_tz SET IntervalStyle = 'iso_8601'")
+    server.sql("ALTER ROLE nw_tz SET DateStyle = 'SQL, DMY'")
+    server.sql("ALTER ROLE nw_tz SET extra_float_digits = 0")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg15):
+    """pgbouncer in front of PostgreSQL 15: scram for clients, TLS offered, databases ``postgres_tx`` and ``postgres_session``."""
+    from servers import PgBouncer
+
+    pooler = PgBouncer(pg15.port, PG15_ROLES)
+    yield pooler
+    pooler.close()
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a test reaches PostgreSQL: ``url`` is what nw is given, ``admin_url`` a superuser on the same server."""
+    name: str
+    url: str
+    admin_url: str
+
+
+ROUTES = ("direct", "pg15", "pooler")
+
+
+def pytest_generate_tests(metafunc):
+    """``@pytest.mark.routes("pooler", "pg15")`` runs a test that uses PostgreSQL on those routes too."""
+    if "pg_route" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("routes")
+        extra = tuple(marker.args) if marker else ()
+        unknown = set(extra) - set(ROUTES)
+        if unknown:
+            raise ValueError(f"unknown route(s) {sorted(unknown)}; use {ROUTES}")
+        metafunc.parametrize("pg_route", ("direct", *extra), indirect=True)
+
+
 @pytest.fixture
-def pg_schema(pg_url):
+def pg_route(request) -> Route:
+    """direct: the main server; pg15: PostgreSQL 15 as a scram role; pooler: the same role through pgbouncer in transaction mode."""
+    name = getattr(request, "param", "direct")
+    if name == "direct":
+        url = request.getfixturevalue("pg_server_url")
+        return Route(name, url, url)
+    server = request.getfixturevalue("pg15")
+    if name == "pg15":
+        return Route(name, server.url(POOL_USER, POOL_PASSWORD), server.admin_url)
+    return Route(name, request.getfixturevalue("pgbouncer").url(POOL_USER, POOL_PASSWORD, "transaction"), server.admin_url)
+
+
+@pytest.fixture
+def pg_url(pg_route) -> str:
+    """The URL nw is given in this test (see ``pg_route``)."""
+    return pg_route.url
+
+
+@pytest.fixture
+def pg_schema(pg_route):
     """A fresh schema per test, dropped afterwards."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:10]}"
     yield name
-    with psycopg.connect(pg_url, autocommit=True) as c:
+    with psycopg.connect(pg_route.admin_url, autocommit=True) as c:
         c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @pytest.fixture
-def pg(pg_url):
-    """An autocommit psycopg connection to the test server."""
+def pg(pg_route):
+    """An autocommit psycopg connection to the test's server, as a superuser, not through any pooler."""
     import psycopg
 
-    with psycopg.connect(pg_url, autocommit=True) as c:
+    with psycopg.connect(pg_route.admin_url, autocommit=True) as c:
         c.execute("SET TimeZone='UTC'")
         yield c
 

@@ -86,6 +86,7 @@ def test_late_rows_with_older_timestamps_arrive_without_a_lookback(settings):
     assert equal(settings)
 
 
+@pytest.mark.routes("pooler", "pg15")
 def test_updates_are_applied_with_exact_counts(settings, pg):
     simple_table(settings, 10)
     run(settings)
@@ -157,6 +158,7 @@ def fk_constraints(pg, settings):
         "WHERE con.contype = 'f' AND n.nspname = %s ORDER BY 1", [settings.db_schema]).fetchall()
 
 
+@pytest.mark.routes("pooler", "pg15")
 def test_deletes_are_reconciled_children_first_with_the_fks_in_place(settings, pg):
     lake(settings, *FAMILY)
     r = run(settings)
@@ -181,6 +183,7 @@ def test_deletes_are_reconciled_children_first_with_the_fks_in_place(settings, p
     assert equal(settings)
 
 
+@pytest.mark.routes("pooler", "pg15")
 def test_composite_primary_and_foreign_keys(settings, pg):
     lake(settings,
          "CREATE TABLE lojas (pais VARCHAR, codigo INTEGER, nome VARCHAR, updated_at TIMESTAMP, PRIMARY KEY (pais, codigo))",
@@ -235,6 +238,7 @@ def test_append_only_and_full_replace_tables(make_settings, pg):
 
 # --- self-reference and cycles ------------------------------------------------------------------
 
+@pytest.mark.routes("pooler", "pg15")
 def test_self_referencing_table_loads_and_updates(settings, pg):
     lake(settings,
          "CREATE TABLE employees (id INTEGER PRIMARY KEY, nome VARCHAR, reports_to INTEGER, updated_at TIMESTAMP)",
@@ -257,6 +261,7 @@ def test_self_referencing_table_loads_and_updates(settings, pg):
     assert equal(settings)
 
 
+@pytest.mark.routes("pooler", "pg15")
 def test_two_table_cycle_loads_in_one_step_and_updates(settings, pg):
     lake(settings,
          "CREATE TABLE departamentos (id INTEGER PRIMARY KEY, nome VARCHAR, gerente INTEGER, updated_at TIMESTAMP)",

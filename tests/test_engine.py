@@ -53,8 +53,10 @@ def kill(child, after_seconds=None, when=None, timeout=120) -> int:
     return child.returncode
 
 
+@pytest.mark.routes("pooler")
 @pytest.mark.slow
-def test_sigkill_at_three_moments_then_rerun_is_exact(make_settings, pg_url, pg):
+def test_sigkill_at_three_moments_then_rerun_is_exact(make_settings, pg_route, pg):
+    pg_url = pg_route.admin_url        # the test's own reads go to the server, not through a pooler
     settings = make_settings(MAX_RETRIES=3)
     bootstrap(settings.duckdb_path, scale=3, seed=5)
     env = env_for(settings)
@@ -140,3 +142,40 @@ def test_permanent_failure_is_not_retried(make_settings, pg):
     by = {t.table: t for t in report.tables}
     assert by["clientes"].status == "failed" and "no_change" in by["clientes"].error
     assert {by[t].status for t in ("pedidos", "itens_pedido", "pagamentos")} == {"skipped"}
+
+
+@pytest.mark.routes("pooler")
+def test_the_ledger_and_the_cli_agree_when_a_step_fails_after_the_data_committed(make_settings, pg):
+    """The foreign-key step runs after every table's rows (and their ledger rows) committed; when it fails,
+    controle_cargas must say what the command line says, table by table."""
+    from clirun import one_line_error, run_nw
+
+    from nwlib.bootstrap import PER_SCALE
+
+    settings = make_settings()
+    bootstrap(settings.duckdb_path, scale=0.1, seed=21)
+    assert sync(settings, show_progress=False).ok
+    schema = settings.db_schema
+    # Someone drops a foreign key in the destination and writes a row it would have refused.
+    fk = pg.execute("SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                    "WHERE n.nspname = %s AND conrelid::regclass::text LIKE '%%itens_pedido' AND contype = 'f' "
+                    "AND pg_get_constraintdef(c.oid) LIKE '%%pedidos%%'", [schema]).fetchone()[0]
+    pg.execute(f'ALTER TABLE "{schema}".itens_pedido DROP CONSTRAINT "{fk}"')
+    pg.execute(f'CREATE TEMP TABLE orphan AS SELECT * FROM "{schema}".itens_pedido LIMIT 1')
+    pg.execute("UPDATE orphan SET id_item = id_item + 1000000, id_pedido = 999999")
+    pg.execute(f'INSERT INTO "{schema}".itens_pedido SELECT * FROM orphan')
+    mutate(settings.duckdb_path, 0.2, seed=22)
+    proc = run_nw(env_for(settings), "sync", "--no-progress")
+    line = one_line_error(proc)
+    assert proc.returncode == 1 and "foreign keys" in line, line
+    cli = {}
+    for row in proc.stdout.splitlines():
+        cells = [c.strip() for c in row.split("│")]
+        if len(cells) > 4 and cells[2] in PER_SCALE:
+            cli[cells[2]] = cells[4].split(":")[0]
+    run_id = pg.execute(f'SELECT run_id FROM "{schema}".controle_cargas ORDER BY id DESC LIMIT 1').fetchone()[0]
+    ledger = dict(pg.execute(f'SELECT tabela_nome, status FROM "{schema}".controle_cargas WHERE run_id = %s', [run_id]).fetchall())
+    assert cli == ledger, (cli, ledger)
+    assert set(ledger.values()) == {"failed"}
+    errors = [e for (e,) in pg.execute(f'SELECT erro FROM "{schema}".controle_cargas WHERE run_id = %s', [run_id]).fetchall()]
+    assert all("foreign keys" in e and "rows are loaded" in e for e in errors), errors

@@ -111,6 +111,7 @@ def test_b_a_parent_at_the_watermark_with_a_smaller_key_arrives_before_its_child
 
 # --- (c) late inserts and more deletes in one run ------------------------------------------------------
 
+@pytest.mark.routes("pooler")
 def test_c_late_inserts_with_more_deletes_are_not_lost(settings, pg):
     from nwlib.status import IN_SYNC, status
 
@@ -142,6 +143,7 @@ def test_d_a_lake_rebuilt_at_another_scale_syncs_without_a_full_refresh(settings
 
 # --- (e) --tables naming parents but not their children --------------------------------------------------
 
+@pytest.mark.routes("pooler")
 def test_e_a_partial_full_refresh_holds_back_deletes_a_child_still_references(settings, pg):
     bootstrap(settings.duckdb_path, scale=0.1, seed=42)
     run(settings)
@@ -283,6 +285,7 @@ def test_10_tables_of_other_lake_schemas_are_synced_under_schema__table(make_set
 
 # --- item 2: recoverable from the destination; the fingerprint function recorded ----------------------------
 
+@pytest.mark.routes("pooler", "pg15")
 def test_2_without_the_local_state_folder_a_sync_sends_only_what_changed(settings, pg):
     import shutil
 

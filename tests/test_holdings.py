@@ -32,6 +32,7 @@ def _counts(report):
     return t.inserted, t.updated, t.deleted
 
 
+@pytest.mark.routes("pooler")
 @pytest.mark.parametrize("copy", ["kept", "lost", "stale"])
 def test_syncs_stay_exact_whatever_the_local_copy(settings, lake_path, copy):
     _lake(lake_path)

@@ -1,9 +1,12 @@
 """End to end on the sample lake: bootstrap → sync → mutate → sync → verify equal."""
+import pytest
+
 from nwlib.bootstrap import bootstrap, mutate
 from nwlib.engine import sync
 from nwlib.verification import verify
 
 
+@pytest.mark.routes("pooler", "pg15")
 def test_sample_lake_round_trip(settings):
     bootstrap(settings.duckdb_path, scale=0.2, seed=1)
     first = sync(settings, show_progress=False)

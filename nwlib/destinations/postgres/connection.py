@@ -1,8 +1,22 @@
-"""The PostgreSQL session nwlib writes through, and driver errors turned into one clear line."""
+"""The PostgreSQL session nwlib writes through, and driver errors turned into one clear line.
+
+Every connection works the same directly and through a pooler, transaction mode included (Supabase's
+port 6543, pgbouncer): no server-side prepared statements (``prepare_threshold=None``), no session
+state (settings a statement needs are ``SET LOCAL`` inside its transaction; temporary tables are
+``ON COMMIT DROP``; the sync lock is a row, see :mod:`.lock`).
+
+Timeouts: a connection must open *and answer a first query* within ``DB_CONNECT_TIMEOUT`` seconds
+(3 by default).  The first answer matters behind a pooler: a pooler whose server is down accepts the
+login and then holds every query (pgbouncer for ``query_wait_timeout``, 120 s by default, and a cancel
+request does not reach it), so the socket is shut after the deadline and the attempt fails as transient.
+"""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+import socket
+import threading
+from collections.abc import Iterator, Mapping
 
 from ...errors import DestinationError, first_line, missing_dependency
 from ...settings import Settings
@@ -14,6 +28,17 @@ TRANSIENT_TEXT = ("connection refused", "could not connect", "server closed the 
                   "consuming input failed", "lost synchronization", "connection timed out", "no connection to the server",
                   "broken pipe", "ssl syscall error", "timeout expired", "the connection is closed",
                   "no such file or directory")  # a Unix socket vanishes while its server restarts
+# pgbouncer's (and Supavisor's) words for "my server is down"
+POOLER_DOWN_TEXT = ("server_login_retry", "query_wait_timeout", "server conn crashed", "pgbouncer cannot connect to server",
+                    "client_login_timeout", "database is not available")
+PASSWORD_TEXT = ("password authentication failed", "sasl authentication failed", "authentication failed for user",
+                 "no password supplied", "password is required", "scram", "wrong password")
+CERTIFICATE_TEXT = ("certificate", "ssl error", "sslmode", "root cert", "tlsv1 alert", "server does not support ssl",
+                    "ssl is not enabled", "ssl negotiation", "ssl connection is required", "sslrootcert")
+
+# TCP keepalives unless the URL sets its own: a long COPY through a NAT or a cloud load balancer is not
+# cut as idle, and a peer that vanished is noticed in about a minute instead of never.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 
 
 def psycopg_module():
@@ -22,6 +47,10 @@ def psycopg_module():
     except ImportError:
         raise missing_dependency("psycopg[binary]") from None
     return psycopg
+
+
+class NoAnswer(Exception):
+    """The server (or the pooler in front of it) accepted the connection but did not answer in time."""
 
 
 def classify(exc: Exception, settings: Settings | None = None, where: str = "") -> DestinationError:
@@ -33,45 +62,110 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "") 
     sqlstate = getattr(exc, "sqlstate", None) or ""
     low = text.lower()
     prefix = f"{where}: " if where else ""
-    if "password authentication failed" in low or sqlstate == "28P01":
-        return DestinationError(f"{prefix}PostgreSQL refused the password for this user", "check DB_USER/DB_PASSWORD or DATABASE_URL")
+    timeout = settings.db_connect_timeout if settings else 3
+    if isinstance(exc, NoAnswer) or isinstance(exc, psycopg.errors.ConnectionTimeout) or "timeout expired" in low:
+        return DestinationError(f"{prefix}PostgreSQL did not answer within {timeout} s (DB_CONNECT_TIMEOUT) — behind a pooler, "
+                                "its server may be down",
+                                "check that the server (and the database behind a pooler) is up; on a slow network raise DB_CONNECT_TIMEOUT",
+                                transient=True)
+    if sqlstate == "28P01" or any(t in low for t in PASSWORD_TEXT):
+        return DestinationError(f"{prefix}PostgreSQL (or its pooler) refused the password for this user",
+                                "check DB_USER/DB_PASSWORD or the password in DATABASE_URL (Supabase: the database password, "
+                                "user postgres.<project-ref> on the pooler)")
     if sqlstate == "3D000" or ("database" in low and "does not exist" in low):
         return DestinationError(f"{prefix}{text}", "check DB_NAME (or the database in DATABASE_URL)")
     if sqlstate in ("42501",) or "permission denied" in low:
         return DestinationError(f"{prefix}{text}", "grant the sync user CREATE/INSERT/UPDATE/DELETE on DB_SCHEMA, or use another DB_USER")
     if sqlstate == "25006" or "read-only transaction" in low:
         return DestinationError(f"{prefix}the destination refuses writes ({text})", "point DB_HOST at a writable primary, or grant write access")
+    if isinstance(exc, psycopg.OperationalError) and any(t in low for t in CERTIFICATE_TEXT) and "connection refused" not in low:
+        return DestinationError(f"{prefix}the TLS connection failed: {text}",
+                                "check DB_SSLMODE (verify-full checks the host name) and DB_SSLROOTCERT (the CA certificate file, "
+                                "e.g. Supabase's prod-ca-2021.crt)")
+    if any(t in low for t in POOLER_DOWN_TEXT):
+        return DestinationError(f"{prefix}the pooler cannot reach its PostgreSQL server ({text})",
+                                "check that the database behind the pooler is up (Supabase: is the project paused?)", transient=True)
     if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and any(t in low for t in TRANSIENT_TEXT):
-        return DestinationError(f"{prefix}PostgreSQL connection failed: {text}", "check that the server is up and reachable; the run retries MAX_RETRIES times", transient=True)
+        return DestinationError(f"{prefix}PostgreSQL connection failed: {text}",
+                                "check that the server is up and reachable; the run retries MAX_RETRIES times", transient=True)
     if isinstance(exc, psycopg.OperationalError):
         return DestinationError(f"{prefix}{text}", "check DB_HOST, DB_PORT, DB_SSLMODE and the network")
     return DestinationError(f"{prefix}{text}", "see controle_cargas for the run; fix the data or schema and rerun")
 
 
-def open_connection(url: str, settings: Settings, application_name: str = "nwlib", where: str = "connect"):
-    """A new autocommit connection in UTC with the interval style the read-back expects."""
-    psycopg = psycopg_module()
+@contextlib.contextmanager
+def answer_within(conn, seconds: float) -> Iterator[None]:
+    """Raise :class:`NoAnswer` if the statements inside have not returned after ``seconds``.
+
+    A timer shuts the connection's socket down (a cancel request would not help: a pooler holding the
+    query for a server it cannot reach does not forward it); the blocked read then fails at once."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        with contextlib.suppress(OSError, ValueError):
+            dup = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            finally:
+                dup.close()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
     try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=10, application_name=application_name)
-    except psycopg.Error as exc:
+        yield
+    except Exception:
+        if fired.is_set():
+            raise NoAnswer(f"no answer within {seconds:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+    if fired.is_set():           # answered at the very moment the timer fired: the socket is gone anyway
+        raise NoAnswer(f"no answer within {seconds:g} s")
+
+
+def connect(params: Mapping[str, str], settings: Settings, application_name: str = "nwlib", where: str = "connect"):
+    """A new autocommit connection that answered ``SELECT 1`` within DB_CONNECT_TIMEOUT; safe behind any pooler."""
+    import time
+
+    psycopg = psycopg_module()
+    timeout = settings.db_connect_timeout
+    kwargs = {**KEEPALIVES, "connect_timeout": str(timeout), "application_name": application_name, **params}
+    started = time.monotonic()
+    conn = None
+    try:
+        conn = psycopg.connect(autocommit=True, prepare_threshold=None, **kwargs)
+        with answer_within(conn, max(1.0, timeout - (time.monotonic() - started))):
+            conn.execute("SELECT 1").fetchone()
+    except (psycopg.Error, NoAnswer) as exc:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
         raise classify(exc, settings, where) from None
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET IntervalStyle = 'postgres'")
     return conn
+
+
+def local_settings(conn) -> None:
+    """Inside a transaction: the session settings nwlib's SQL relies on, for this transaction only
+    (``SET LOCAL``: a pooled server connection keeps nothing for the next client)."""
+    conn.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true), "
+                 "set_config('DateStyle', 'ISO, YMD', true), set_config('extra_float_digits', '1', true)")
 
 
 class Session:
     """One lazily opened connection, reopened after a transient failure."""
 
-    def __init__(self, url: str, settings: Settings):
-        self.url = url
+    def __init__(self, params: Mapping[str, str], settings: Settings, application_name: str = "nwlib"):
+        self.params = dict(params)
         self.settings = settings
+        self.application_name = application_name
         self._conn = None
 
     @property
     def conn(self):
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = open_connection(self.url, self.settings)
+            self._conn = connect(self.params, self.settings, self.application_name)
         return self._conn
 
     def reset(self) -> None:

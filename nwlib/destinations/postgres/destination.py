@@ -18,14 +18,15 @@ import pyarrow as pa
 from ...cdc import ChangeSet
 from ...errors import SchemaChangeError
 from ...model import APPEND, ForeignKey, TableReport, TableSpec, TableState
+from ...connstr import display, parse_url
 from ...records import now
-from ...settings import Settings, redact_url
+from ...settings import Settings
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .bookkeeping import Bookkeeping
-from .connection import Session
+from .connection import Session, local_settings
 from .copy import Copier
 from .embedded import embedded_url
-from .lock import AdvisoryLock
+from .lock import LeaseLock
 from .readback import Reader
 from .scanner import Scanner
 from .schema import Tables
@@ -39,14 +40,15 @@ class PostgresDestination(BaseDestination):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.schema = settings.db_schema
-        self.url = embedded_url(settings) if settings.uses_embedded_postgres else settings.postgres_dsn()
-        self.session = Session(self.url, settings)
+        self.params = parse_url(embedded_url(settings)) if settings.uses_embedded_postgres else settings.postgres_params()
+        self.mode = settings.connection_mode(self.params)
+        self.session = Session(self.params, settings)
         self.books = Bookkeeping(self.session, self.schema)
         self.tables = Tables(self.session, self.schema, self.books)
         self.copier = Copier(self.session, self.schema)
-        self.scanner = Scanner(self.url, settings)
+        self.scanner = Scanner(self.params, settings)
         self.reader = Reader(self.session, self.schema, self.scanner)
-        self._lock = AdvisoryLock(self.url, settings, self.schema)
+        self._lock = LeaseLock(self.session, settings, self.schema, Session(self.params, settings, "nwlib-lock"))
         self._needs_full: set[str] = set()
         self._schema_errors: dict[str, str] = {}
         self._fk_specs: list[TableSpec] = []
@@ -54,7 +56,7 @@ class PostgresDestination(BaseDestination):
     # --- connection -----------------------------------------------------------------
     def describe(self) -> str:
         kind = "embedded PostgreSQL" if self.settings.uses_embedded_postgres else "PostgreSQL"
-        return f"{kind} {redact_url(self.url)} schema {self.schema}"
+        return f"{kind} {display(self.params)} schema {self.schema} ({self.mode})"
 
     @property
     def conn(self):
@@ -75,12 +77,14 @@ class PostgresDestination(BaseDestination):
 
     @contextlib.contextmanager
     def _writing(self, where: str) -> Iterator[None]:
-        """One transaction, under the lock (checked first), FKs deferred; driver errors as one line."""
-        with self.session.errors(where):
-            self._lock.check()
-            with self.conn.transaction():
-                self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
-                yield
+        """One transaction under the lock (its row locked and checked first, its lease renewed last),
+        FKs deferred; driver errors as one line."""
+        with self.session.errors(where), self.conn.transaction():
+            self._lock.confirm(self.conn)
+            local_settings(self.conn)
+            self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
+            yield
+            self._lock.extend(self.conn)
 
     # --- state ----------------------------------------------------------------------
     def states(self, tables: Sequence[str]) -> dict[str, TableState]:
@@ -92,8 +96,7 @@ class PostgresDestination(BaseDestination):
         self._needs_full = set()
         self._schema_errors = {}
         changes: dict[str, tuple[str, ...]] = {}
-        with self.session.errors("prepare tables"):
-            self._lock.check()
+        with self._writing("prepare tables"):
             self.books.ensure()
             states = self.books.read_states([s.name for s in specs])
             for spec in specs:
@@ -117,8 +120,7 @@ class PostgresDestination(BaseDestination):
         return frozenset(self._needs_full)
 
     def ensure_foreign_keys(self) -> list[tuple[str, str]]:
-        with self.session.errors("create foreign keys"):
-            self._lock.check()
+        with self._writing("create foreign keys"):
             return self.tables.ensure_foreign_keys(self._fk_specs)
 
     def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
@@ -151,8 +153,7 @@ class PostgresDestination(BaseDestination):
     @contextlib.contextmanager
     def transaction(self):
         """One transaction around several calls (the deletes of an FK cycle); theirs become savepoints."""
-        with self.session.errors("commit"), self.conn.transaction():
-            self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
+        with self._writing("commit"):
             yield
 
     # --- reading back and the ledger --------------------------------------------------

@@ -11,12 +11,15 @@ from ...fingerprint import COLUMN as FP
 from ...model import TableSpec
 from ...sql import ident, qualified
 from ...typemap import pg_type
-from .connection import Session
+from .connection import Session, local_settings
 from .scanner import Scanner
 
 
-# Key types read typed (the postgres extension's binary COPY); any other is read as canonical text.
+# Types read typed through the postgres extension's binary COPY (exact, and blind to the session's DateStyle,
+# TimeZone and extra_float_digits, which a role or a pooled connection may set); any other is read as
+# canonical text.  Through psycopg's CSV COPY everything is text, under SET LOCAL settings.
 TYPED_KEYS = ("smallint", "integer", "bigint", "text", "date", "uuid", "boolean", "timestamp", "timestamp with time zone")
+TYPED_VALUES = (*TYPED_KEYS, "double precision", "real")
 
 
 class Reader:
@@ -37,9 +40,12 @@ class Reader:
 
         with self.session.errors("read back"):
             tmp = tempfile.NamedTemporaryFile(prefix="nw_copy_", suffix=".csv", delete=False)
-            with tmp, self.session.conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
-                for chunk in copy:
-                    tmp.write(chunk)
+            conn = self.session.conn
+            with tmp, conn.transaction(), conn.cursor() as cur:
+                local_settings(conn)
+                with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
+                    for chunk in copy:
+                        tmp.write(chunk)
         path = Path(tmp.name)
         with path.open("rb") as f:
             header = f.readline().decode().rstrip("\r\n")
@@ -64,7 +70,9 @@ class Reader:
         return self.rows(f"SELECT {cols}, {fp} AS {ident(FP)} FROM {qualified(self.schema, spec.name)}")
 
     def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
-        cols = ", ".join(f"{text_expr(ident(c.name), pg_type(c.type).pg)} AS {ident(c.name)}" for c in spec.columns)
+        typed = TYPED_VALUES if self.scanner is not None else ()
+        cols = ", ".join(f"{ident(c.name) if pg_type(c.type).pg in typed else text_expr(ident(c.name), pg_type(c.type).pg)} AS {ident(c.name)}"
+                         for c in spec.columns)
         return self.rows(f"SELECT {cols} FROM {qualified(self.schema, spec.name)}")
 
 
@@ -84,4 +92,7 @@ def text_expr(col: str, pg: str) -> str:
         return (f"((extract(year FROM {col}) * 12 + extract(month FROM {col}))::text || ' months ' || extract(day FROM {col})::text || ' days ' || "
                 f"(extract(hour FROM {col}) * 3600000000 + extract(minute FROM {col}) * 60000000 + extract(microsecond FROM {col}))::bigint::text "
                 "|| ' microseconds')")
+    if pg == "timestamp with time zone":
+        # In UTC whatever the session's TimeZone (the postgres extension's connection keeps the server's default).
+        return f"CASE WHEN isfinite({col}) AND {col} >= '0001-01-01 00:00:00+00' THEN ({col} AT TIME ZONE 'UTC')::text || '+00' ELSE {col}::text END"
     return f"{col}::text"

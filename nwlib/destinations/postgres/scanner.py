@@ -33,8 +33,8 @@ def _libpq(value: str) -> str:
 
 
 class Scanner:
-    def __init__(self, url: str, settings: Settings):
-        self.url, self.settings = url, settings
+    def __init__(self, params: dict[str, str], settings: Settings):
+        self.params, self.settings = params, settings
         self._con: duckdb.DuckDBPyConnection | None = None
         self._broken = False
 
@@ -42,9 +42,7 @@ class Scanner:
         if self._con is not None or self._broken:
             return self._con
         try:
-            from psycopg.conninfo import conninfo_to_dict
-
-            params = {k: str(v) for k, v in conninfo_to_dict(self.url).items() if v is not None}
+            params = {**self.params, "connect_timeout": str(self.settings.db_connect_timeout)}
             con = duckdb.connect()
             con.execute(f"SET memory_limit = '{self.settings.duckdb_memory_limit.replace(chr(39), '')}'")
             if not load_extension(con, "postgres_scanner"):

@@ -20,9 +20,10 @@ from ...sql import ident, idents, qualified
 from ...typemap import pg_type
 from .bookkeeping import Bookkeeping
 from .connection import Session
+from .lock import LOCK_TABLE
 
 MAX_IDENTIFIER_LENGTH = 63
-RESERVED_TABLES = (LEDGER_TABLE, STATE_TABLE)
+RESERVED_TABLES = (LEDGER_TABLE, STATE_TABLE, LOCK_TABLE)
 # Room on each page so CDC updates stay HOT (no index writes): measured by `make bench`.
 FILLFACTOR = 90
 
