@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import NwError, VerifyMismatch, first_line
+from .errors import NwError, VerifyMismatch, first_line, is_interrupt
 
 
 def _settings(args):
@@ -97,6 +97,8 @@ def cmd_status(args) -> int:
     con = _console()
     con.print(f"destination: {st.destination}  (round trip {st.latency_ms:.1f} ms)")
     con.print(f"lake: {s.duckdb_path}")
+    if st.running:
+        con.print(st.running)
     t = Table("table", "lake rows", "dest rows", "compared", "watermark", "source max", "lag (s)", "last run", "status")
     for r in st.tables:
         t.add_row(r.table, f"{r.lake_rows:,}", "-" if r.dest_rows is None else f"{r.dest_rows:,}", r.sync, r.watermark or "-",
@@ -165,23 +167,63 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_logging() -> None:
+    """Warnings nwlib logs (a lock taken over) as ``nw: note: …`` lines; drivers' own chatter (psycopg's
+    "error ignored terminating …" after a dropped connection, which nw retries) stays out of the output."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nw: note: %(message)s"))
+    nwlog = logging.getLogger("nwlib")
+    nwlog.addHandler(handler)
+    nwlog.setLevel(logging.DEBUG if os.environ.get("NW_DEBUG") else logging.WARNING)
+    nwlog.propagate = False
+    logging.getLogger("psycopg").setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:       # the `nw` command itself (tests calling main([...]) in process keep their logging)
+        _quiet_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
+    interrupted = _note_interrupts() if argv is None else None
     try:
-        return args.func(args)
+        code = args.func(args)
+        # A Ctrl-C a library took for an error and fell back from: the run went on, but it was asked to stop.
+        return _interrupted() if interrupted and interrupted.is_set() else code
     except NwError as exc:
         print(f"nw: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("nw: interrupted; rerun the same command to finish (nothing is half-applied)", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as exc:  # a bug in nwlib: one line unless debugging
+        if is_interrupt(exc):        # Ctrl-C inside a DuckDB query arrives as DuckDB's own error
+            return _interrupted()
         if os.environ.get("NW_DEBUG"):
             raise
         print(f"nw: unexpected error: {type(exc).__name__}: {first_line(exc)} "
               "(set NW_DEBUG=1 for the traceback and report it)", file=sys.stderr)
         return 70
+
+
+def _note_interrupts():
+    """Remember every SIGINT (then raise KeyboardInterrupt as usual)."""
+    import signal
+    import threading
+
+    seen = threading.Event()
+
+    def on_sigint(signum, frame):
+        seen.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return seen
+
+
+def _interrupted() -> int:
+    print("nw: interrupted; rerun the same command to finish (nothing is half-applied)", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -82,6 +82,26 @@ class VerifyMismatch(NwError):
     exit_code = 1
 
 
+def is_interrupt(exc: BaseException | None) -> bool:
+    """Ctrl-C as a library reports it: KeyboardInterrupt itself, DuckDB's interrupt error ("Query
+    interrupted"), or an error whose text or cause is the KeyboardInterrupt.  Code that catches broad
+    errors to fall back lets these through (:func:`reraise_interrupt`)."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "InterruptException":
+            return True
+        text = str(exc)
+        if "Query interrupted" in text or "KeyboardInterrupt" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Inside an ``except`` that falls back: a Ctrl-C is not a reason to fall back, it stops the run."""
+    if is_interrupt(exc):
+        raise KeyboardInterrupt from None
+
+
 def first_line(exc: BaseException | str) -> str:
     """The first non-empty line of an error's text (drivers put details on later lines), or its type name."""
     text = exc if isinstance(exc, str) else str(exc)

@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from . import fingerprint
+from .errors import reraise_interrupt
 from .model import TableSpec, TableState
 from .readback import dest_expr
 from .sql import ident
@@ -62,7 +63,8 @@ class Holdings:
                 con.execute(f"CREATE TABLE IF NOT EXISTS {ALIAS}.main.{META} (tabela VARCHAR PRIMARY KEY, revisao VARCHAR, versao VARCHAR)")
                 self.attached = True
                 break
-            except duckdb.Error:
+            except duckdb.Error as exc:
+                reraise_interrupt(exc)
                 with contextlib.suppress(duckdb.Error):
                     con.execute(f"DETACH {ALIAS}")
                 if attempt == 0 and path.exists():

@@ -108,7 +108,9 @@ class Settings:
         """Direct, session pooler or transaction pooler (DB_POOL_MODE, else told by the host: Supabase's pooler)."""
         if params is None:
             params = {} if self.uses_embedded_postgres else self.postgres_params()
-        return connstr.connection_mode(params, self.db_pool_mode)
+        if self.uses_embedded_postgres:
+            return connstr.DIRECT
+        return connstr.connection_mode(params, self.db_pool_mode, self.database_url)
 
     def schema_policy(self, table: str) -> str:
         """SCHEMA_CHANGES for ``table``: its own entry, else the default, else evolve."""
@@ -120,9 +122,8 @@ class Settings:
         if self.database_url:
             try:
                 found.append(connstr.parse_url(self.database_url).get("password"))
-            except ConfigError:
-                pass   # refused before any connection, by a line that names no part of it
-            found += connstr.raw_passwords(self.database_url)
+            except ConfigError:   # refused before any connection, by a line that names no part of it
+                found += connstr.raw_passwords(self.database_url)
         forms = set()
         for s in filter(None, found):
             forms.update({s, unquote(s), quote(s, safe=""), quote(s)})

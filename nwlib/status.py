@@ -45,6 +45,7 @@ class Status:
     latency_ms: float | None
     tables: tuple[TableStatus, ...]
     history: tuple[dict, ...]
+    running: str | None = None          # the sync holding the destination's lock now (host, pid, since)
 
     @property
     def healthy(self) -> bool:
@@ -80,6 +81,7 @@ def status(settings: Settings, destination: Destination | None = None, history_l
         dest = destination or destinations.create(settings)
         try:
             latency = dest.ping() * 1000
+            running = dest.running()
             states = dest.states(plan.order)
             history = dest.history(history_limit)
             last = {}
@@ -97,7 +99,7 @@ def status(settings: Settings, destination: Destination | None = None, history_l
                 rows.append(TableStatus(name, lake_rows, st.row_count if st.loaded else None, wm, src_max,
                                         _lag(src_max, wm) if wm else None,
                                         last.get(name, {}).get("status"), last.get(name, {}).get("finalizado_em"), sync, spec.problem))
-            return Status(dest.describe(), latency, tuple(rows), tuple(history))
+            return Status(dest.describe(), latency, tuple(rows), tuple(history), running)
         finally:
             if destination is None:
                 dest.close()

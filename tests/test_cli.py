@@ -173,3 +173,26 @@ def test_missing_variable_is_one_line_naming_it(settings, dest_type, variable):
     proc = run_nw(env, "sync", "--no-progress")
     line = one_line_error(proc)
     assert variable in line, line
+
+
+@pytest.mark.parametrize("after", [0.8, 1.5, 2.5])
+def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(settings, after):
+    """SIGINT while the run starts, compares fingerprints or loads (inside a DuckDB query it arrives as DuckDB's
+    own error): "interrupted", exit 130, never "unexpected error"; the rerun finishes."""
+    import signal
+    import time
+
+    from clirun import start_nw
+
+    from nwlib.bootstrap import bootstrap
+    from nwlib.verification import verify
+
+    bootstrap(settings.duckdb_path, scale=20, seed=3)            # about 1M rows: still running when the signal comes
+    child = start_nw(env_for(settings), "sync", "--no-progress")
+    time.sleep(after)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert "interrupted" in err and "unexpected error" not in err and "Traceback" not in err, err
+    assert run_nw(env_for(settings), "sync", "--no-progress").returncode == 0
+    assert all(c.ok for c in verify(settings))

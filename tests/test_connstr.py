@@ -42,6 +42,26 @@ def test_display_and_redaction_show_no_character_of_the_password(password, encod
     assert "the user typed 'a sync' at postgresql://postgres.abcdefgh:***@127.0.0.1:6543/postgres" in redacted   # untouched
 
 
+@pytest.mark.parametrize("url, expected", [
+    # as libpq reads them: an '@' in a parameter or the database name of a URL whose password is encoded
+    ("postgresql://sup:Sup3r%40Secret@127.0.0.1:6432/postgres?application_name=me@work",
+     {"user": "sup", "password": "Sup3r@Secret", "host": "127.0.0.1", "port": "6432", "dbname": "postgres", "application_name": "me@work"}),
+    # ORM parameters (Prisma's, in Supabase's guide) are dropped
+    ("postgresql://postgres.ref:pw@aws-0-eu-west-1.pooler.supabase.com:6543/postgres?pgbouncer=true&connection_limit=1",
+     {"user": "postgres.ref", "password": "pw", "host": "aws-0-eu-west-1.pooler.supabase.com", "port": "6543", "dbname": "postgres"}),
+    ("postgresql://u:admin@2024@db.example.com/app",
+     {"user": "u", "password": "admin@2024", "host": "db.example.com", "dbname": "app"}),
+])
+def test_urls_libpq_reads_mean_the_same_and_pasted_ones_what_was_meant(url, expected):
+    assert connstr.parse_url(url) == expected
+
+
+def test_only_the_password_is_redacted_not_words_that_share_its_pieces():
+    settings = load_settings(env={"DATABASE_URL": "postgresql://u:admin@2024@db.example.com/app"}, dotenv=None)
+    text = "permission denied for schema admin; value 2024-12-31; password admin@2024"
+    assert settings.redact(text) == "permission denied for schema admin; value 2024-12-31; password ***"
+
+
 def test_a_one_letter_password_is_masked_where_it_stands_as_a_password_only():
     settings = load_settings(env={"DATABASE_URL": "postgresql://u:a@h/db"}, dotenv=None)
     assert settings.redact("postgresql://u:a@h/db password=a a table") == "postgresql://u:***@h/db password=*** a table"
@@ -66,8 +86,14 @@ def test_other_url_forms_parse_like_libpq(url):
 
 @pytest.mark.parametrize("url, why", [
     ("mysql://u:p@h/db", "does not start with postgresql://"),
-    ("postgresql://u:s3cr3t!!@host:port/db", "no host"),
-    ("postgresql://u:s3cr3t!!@h o s t/db", "no host"),
+    ("postgresql://u:s3cr3t!!@host:port/db", "no valid host (and numeric port)"),
+    ("postgresql://u:s3cr3t!!@h o s t/db", "no valid host"),
+    ("postgresql://u:s3cr3t!!@", "password but no host"),                         # cut off when pasted
+    ("postgres://", "no host or database"),
+    ("postgresql://u:s3cr3t@h/db?bogus=1", "parameter 'bogus'"),
+    ("postgresql://u:s3cr3t@h/db?schema=sales", "DB_SCHEMA"),                      # Prisma's: nw writes to DB_SCHEMA
+    ("postgresql://u:s3cr3t@b/d@host/db", "read two ways"),                        # a password 's3cr3t@b/d' pasted, or a db 'd@host/db'?
+    ("postgresql://u:x?s3cr3t@y?q@host:bad/db", "no valid host"),
 ])
 def test_a_url_that_cannot_be_read_is_refused_in_one_line_without_the_password(url, why):
     with pytest.raises(ConfigError) as err:
@@ -82,7 +108,8 @@ def test_a_url_that_cannot_be_read_is_refused_in_one_line_without_the_password(u
     ("postgresql://postgres.abcdefgh:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres", None, connstr.SESSION_POOLER),
     ("postgresql://postgres.abcdefgh:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres", None, connstr.TRANSACTION_POOLER),
     ("postgresql://u:pw@pgbouncer.internal:6432/db", "transaction", connstr.TRANSACTION_POOLER),
-    ("postgresql://u:pw@pgbouncer.internal:6432/db", None, connstr.DIRECT),
+    ("postgresql://u:pw@pgbouncer.internal:6432/db", None, connstr.UNKNOWN),           # not told as fact: "no pooler recognised"
+    ("postgresql://u:pw@pgbouncer.internal:6432/db?pgbouncer=true", None, connstr.TRANSACTION_POOLER),
 ])
 def test_connection_mode_is_told_by_supabase_hosts_or_db_pool_mode(url, override, mode):
     env = {"DATABASE_URL": url, **({"DB_POOL_MODE": override} if override else {})}

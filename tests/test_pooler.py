@@ -210,3 +210,23 @@ def test_a_pooler_whose_server_is_down_is_reported_within_15_s_at_the_default_re
     assert elapsed < 15, f"{elapsed:.1f} s: {line}"
     assert "server" in line and ("pooler" in line or "DB_CONNECT_TIMEOUT" in line), line
     print(f"\n[pooler] server down ({pool}): reported after {elapsed:.1f} s: {line}")
+
+
+def test_urls_as_orms_and_people_write_them(env, pgbouncer):
+    """Supabase's Prisma guide adds ?pgbouncer=true&connection_limit=1; a database the pooler does not know
+    gets the DB_NAME hint; a URL cut off after the password is refused without a connection attempt."""
+    bootstrap(env["DUCKDB_PATH"], scale=0.01)
+    prisma = pgbouncer.url(POOL_USER, POOL_PASSWORD, "transaction", query="pgbouncer=true&connection_limit=1")
+    ok = nw(env, prisma, "status")
+    assert ok.returncode == 0 and "(transaction pooler)" in ok.stdout, ok.stdout + ok.stderr
+    missing = nw(env, pgbouncer.url(POOL_USER, POOL_PASSWORD, database="nosuchdb"), "status")
+    line = one_line_error(missing)
+    assert missing.returncode == 4 and "nosuchdb" in line and "DB_NAME" in line, line
+    for url, exit_code, words in ((f"postgresql://{POOL_USER}:{POOL_PASSWORD}@", 2, "no host"),
+                                  (pgbouncer.url(POOL_USER, POOL_PASSWORD, query="schema=sales"), 2, "DB_SCHEMA")):
+        proc = nw(env, url, "sync", "--no-progress")
+        line = one_line_error(proc)
+        assert proc.returncode == exit_code and words in line, line
+        assert_no_password(proc.stdout + proc.stderr, POOL_PASSWORD)
+    plain = nw(env, pgbouncer.url(POOL_USER, POOL_PASSWORD), "status")
+    assert "(no pooler recognised)" in plain.stdout                      # not told as a fact: DB_POOL_MODE says it

@@ -34,10 +34,12 @@ def test_a_second_sync_while_one_runs_exits_with_a_clear_line(make_settings, pg,
         while not proxy.stalls and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.01)
         assert proxy.stalls == 1 and lock_holders(pg, settings.db_schema) == 1, "the first sync never reached its COPY holding the lock"
+        shown = run_nw(env_for(settings), "status")
+        assert shown.returncode == 0 and "a sync is running: on " in shown.stdout, shown.stdout + shown.stderr
         second = run_nw(env_for(settings), "sync", "--no-progress")
         line = one_line_error(second)
         assert second.returncode == 6
-        assert "another sync is running" in line and settings.db_schema in line, line
+        assert "another sync is running" in line and settings.db_schema in line and ", pid " in line and "since" in line, line
         assert first.poll() is None  # the first was still running when the second gave up
         out, err = first.communicate(timeout=60)
         assert first.returncode == 0, err
@@ -132,6 +134,46 @@ def test_a_paused_run_whose_lease_lapsed_is_taken_over_and_stops_before_writing_
     rows = dict(pg.execute(f'SELECT tabela_nome, status FROM "{settings.db_schema}".controle_cargas WHERE run_id = %s',
                            [report.run_id]).fetchall())
     assert rows["clientes"] == "ok" and rows["pedidos"] == "failed"
+
+
+@pytest.mark.routes("pooler")
+def test_a_run_frozen_inside_a_write_is_ended_once_its_lease_lapses(make_settings, pg, pg_route):
+    """SIGSTOP in the middle of a COPY: the frozen run holds its transaction (and the advisory lock) open and
+    renews nothing.  Once its lease has lapsed the next run ends that write's server session (it rolls back)
+    and takes over; woken up, the frozen run writes nothing more."""
+    import signal
+
+    settings = make_settings(SYNC_LOCK_LEASE_SECONDS=3)
+    bootstrap(settings.duckdb_path, scale=5, seed=31)
+    env = env_for(settings, SYNC_LOCK_LEASE_SECONDS="3")
+    frozen = start_nw(env, "sync", "--no-progress")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and frozen.poll() is None:
+        if pg.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY%%' "
+                      "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()[0]:
+            frozen.send_signal(signal.SIGSTOP)
+            break
+        time.sleep(0.005)
+    assert frozen.poll() is None, "the run finished before its COPY could be frozen"
+    try:
+        in_write = pg.execute("SELECT count(*) FROM pg_stat_activity WHERE state IN ('active', 'idle in transaction') "
+                              "AND backend_type = 'client backend' AND xact_start IS NOT NULL AND pid <> pg_backend_pid()").fetchone()[0]
+        assert in_write, "frozen outside a transaction"
+        early = run_nw(env, "sync", "--no-progress")           # the lease still runs: the frozen run keeps the lock
+        assert early.returncode == 6 and "another sync is running" in early.stderr, early.stderr
+        time.sleep(3.5)
+        t = time.monotonic()
+        taker = run_nw(env, "sync", "--no-progress")
+        assert taker.returncode == 0, taker.stderr
+        assert "ended the write of a stopped sync" in taker.stderr, taker.stderr
+        assert time.monotonic() - t < 30
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    _, err = frozen.communicate(timeout=120)
+    assert frozen.returncode != 0 and "lost its lock" in err, err
+    assert all(c.ok for c in verify(settings))
+    print(f"\n[reliability] frozen inside a write ({pg_route.name}): ended and taken over; the frozen run said: "
+          f"{[ln for ln in err.splitlines() if ln.startswith('nw: error')]}")
 
 
 @pytest.mark.routes("pooler")

@@ -64,8 +64,10 @@ class SyncTab:
         if ms is None:
             self.latency.value = error_html(f"destination: {app.status_error}")
             return
+        running = app.status.running if app.status is not None else None
         self.latency.value = (f"<div class='nw-latency'>Round-trip to {html.escape(app.dest_name())}: "
-                              f"<b>{ms:.2f} ms</b> (measured {datetime.now():%H:%M:%S})</div>")
+                              f"<b>{ms:.2f} ms</b> (measured {datetime.now():%H:%M:%S})"
+                              + (f"<br>{html.escape(app.settings.redact(running))}" if running else "") + "</div>")
 
     def show_tables(self) -> None:
         st = self.app.status

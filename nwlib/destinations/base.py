@@ -76,6 +76,9 @@ class Destination(Protocol):
     def lock(self) -> ContextManager[None]:
         """Exclusive sync lock; raises SyncInProgress when another run holds it."""
 
+    def running(self) -> str | None:
+        """The sync holding the lock now, as one line for `nw status` (host, pid, since when), or None."""
+
     def ping(self) -> float:
         """Round-trip latency in seconds; raises DestinationError when down."""
 

@@ -175,10 +175,16 @@ class DeltaDestination(BaseDestination):
                 Path(self.root).mkdir(parents=True, exist_ok=True)
             return time.perf_counter() - t
 
-    def lock(self):
+    def _lock_object(self) -> S3Lock | FileLock:
         if self.remote:
-            return S3Lock(self.client(), self.s3.bucket, self.s3.key(LOCK_NAME), self.settings, self.root)()
-        return FileLock(Path(self.root) / LOCK_NAME)()
+            return S3Lock(self.client(), self.s3.bucket, self.s3.key(LOCK_NAME), self.settings, self.root)
+        return FileLock(Path(self.root) / LOCK_NAME)
+
+    def lock(self):
+        return self._lock_object()()
+
+    def running(self) -> str | None:
+        return self._lock_object().running()
 
     def _table(self, name: str):
         dl = _deltalake()

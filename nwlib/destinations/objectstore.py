@@ -170,6 +170,16 @@ def _holder() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "since": now().isoformat()}
 
 
+def running_line(body: bytes, age_seconds: float | None) -> str:
+    """`nw status`'s line for a lock file's content."""
+    try:
+        info = json.loads(body)
+    except ValueError:
+        info = {}
+    lapsed = " — it looks stale: the next run takes over" if _stale(body, age_seconds) else ""
+    return f"a sync is running: on {info.get('host', '?')}, pid {info.get('pid', '?')}, since {info.get('since', '?')}{lapsed}"
+
+
 def _stale(body: bytes, age_seconds: float | None) -> bool:
     try:
         info = json.loads(body)
@@ -230,6 +240,21 @@ class S3Lock:
                 self.client.delete_object(Bucket=self.bucket, Key=self.key)
 
 
+    def running(self) -> str | None:
+        """`nw status`'s line about the run holding this lock, or None."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise classify(exc, self.settings, "lock", self.what) from None
+        except BotoCoreError as exc:
+            raise classify(exc, self.settings, "lock", self.what) from None
+        return running_line(obj["Body"].read(), (now() - obj["LastModified"]).total_seconds())
+
+
 class FileLock:
     def __init__(self, path: Path):
         self.path = path
@@ -247,6 +272,13 @@ class FileLock:
             return False
         finally:
             tmp.unlink()
+
+    def running(self) -> str | None:
+        """`nw status`'s line about the run holding this lock, or None."""
+        try:
+            return running_line(self.path.read_bytes(), time.time() - self.path.stat().st_mtime)
+        except FileNotFoundError:
+            return None
 
     @contextlib.contextmanager
     def __call__(self):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import duckdb
 
+from ..errors import reraise_interrupt
+
 _EXTENSION_PACKAGES = {"httpfs": "duckdb_extension_httpfs", "postgres_scanner": "duckdb_extension_postgres_scanner"}
 
 
@@ -14,8 +16,8 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     try:
         con.execute(f"LOAD {name}")
         return True
-    except duckdb.Error:
-        pass
+    except duckdb.Error as exc:
+        reraise_interrupt(exc)
     pkg = _EXTENSION_PACKAGES.get(name)
     spec = importlib.util.find_spec(pkg) if pkg else None
     if spec and spec.submodule_search_locations:
@@ -25,11 +27,13 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> bool:
                 con.execute(f"INSTALL '{str(file).replace(chr(39), chr(39) * 2)}'")  # our own package path, quoted
                 con.execute(f"LOAD {name}")
                 return True
-            except duckdb.Error:
+            except duckdb.Error as exc:
+                reraise_interrupt(exc)
                 break
     try:
         con.execute(f"INSTALL {name}")
         con.execute(f"LOAD {name}")
         return True
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        reraise_interrupt(exc)
         return False

@@ -26,7 +26,8 @@ TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08
 TRANSIENT_TEXT = ("connection refused", "could not connect", "server closed the connection", "connection reset",
                   "terminating connection", "the database system is starting up", "the database system is shutting down",
                   "consuming input failed", "lost synchronization", "connection timed out", "no connection to the server",
-                  "broken pipe", "ssl syscall error", "timeout expired", "the connection is closed",
+                  "broken pipe", "ssl syscall error", "timeout expired", "the connection is closed", "the connection is lost",
+                  "ssl connection has been closed unexpectedly", "terminating connection due to administrator command",
                   "no such file or directory")  # a Unix socket vanishes while its server restarts
 # pgbouncer's (and Supavisor's) words for "my server is down"
 POOLER_DOWN_TEXT = ("server_login_retry", "query_wait_timeout", "server conn crashed", "pgbouncer cannot connect to server",
@@ -57,6 +58,9 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "") 
     """Turn a driver error into one clear line, transient or not."""
     psycopg = psycopg_module()
     text = first_line(exc)
+    for said_twice in ("connection failed: ", "connection is bad: "):   # psycopg's prefixes before libpq's own words
+        while text.startswith(said_twice):
+            text = text[len(said_twice):]
     if settings:
         text = settings.redact(text)
     sqlstate = getattr(exc, "sqlstate", None) or ""
@@ -64,15 +68,15 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "") 
     prefix = f"{where}: " if where else ""
     timeout = settings.db_connect_timeout if settings else 3
     if isinstance(exc, NoAnswer) or isinstance(exc, psycopg.errors.ConnectionTimeout) or "timeout expired" in low:
-        return DestinationError(f"{prefix}PostgreSQL did not answer within {timeout} s (DB_CONNECT_TIMEOUT) — behind a pooler, "
-                                "its server may be down",
-                                "check that the server (and the database behind a pooler) is up; on a slow network raise DB_CONNECT_TIMEOUT",
+        return DestinationError(f"{prefix}PostgreSQL did not answer within {timeout} s (DB_CONNECT_TIMEOUT); behind a pooler, "
+                                "its server may be down or its pool busy",
+                                "check that the database is up; on a slow network or a busy pooler raise DB_CONNECT_TIMEOUT",
                                 transient=True)
     if sqlstate == "28P01" or any(t in low for t in PASSWORD_TEXT):
         return DestinationError(f"{prefix}PostgreSQL (or its pooler) refused the password for this user",
                                 "check DB_USER/DB_PASSWORD or the password in DATABASE_URL (Supabase: the database password, "
                                 "user postgres.<project-ref> on the pooler)")
-    if sqlstate == "3D000" or ("database" in low and "does not exist" in low):
+    if sqlstate == "3D000" or ("database" in low and "does not exist" in low) or "no such database" in low:
         return DestinationError(f"{prefix}{text}", "check DB_NAME (or the database in DATABASE_URL)")
     if sqlstate in ("42501",) or "permission denied" in low:
         return DestinationError(f"{prefix}{text}", "grant the sync user CREATE/INSERT/UPDATE/DELETE on DB_SCHEMA, or use another DB_USER")
@@ -82,12 +86,16 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "") 
         return DestinationError(f"{prefix}the TLS connection failed: {text}",
                                 "check DB_SSLMODE (verify-full checks the host name) and DB_SSLROOTCERT (the CA certificate file, "
                                 "e.g. Supabase's prod-ca-2021.crt)")
+    if "no more connections allowed" in low or "too many clients" in low or "too many connections" in low:
+        return DestinationError(f"{prefix}the server (or its pooler) has no room for another connection ({text})",
+                                "close idle clients or raise the pooler's max_client_conn / the server's max_connections; "
+                                "nw sync needs two connections (three on a fresh machine)", transient=True)
     if any(t in low for t in POOLER_DOWN_TEXT):
         return DestinationError(f"{prefix}the pooler cannot reach its PostgreSQL server ({text})",
                                 "check that the database behind the pooler is up (Supabase: is the project paused?)", transient=True)
     if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and any(t in low for t in TRANSIENT_TEXT):
         return DestinationError(f"{prefix}PostgreSQL connection failed: {text}",
-                                "check that the server is up and reachable; the run retries MAX_RETRIES times", transient=True)
+                                "check that the server is up and reachable (nw sync retries such faults MAX_RETRIES times)", transient=True)
     if isinstance(exc, psycopg.OperationalError):
         return DestinationError(f"{prefix}{text}", "check DB_HOST, DB_PORT, DB_SSLMODE and the network")
     return DestinationError(f"{prefix}{text}", "see controle_cargas for the run; fix the data or schema and rerun")

@@ -75,6 +75,10 @@ class PostgresDestination(BaseDestination):
     def lock(self):
         return self._lock.hold()
 
+    def running(self) -> str | None:
+        with self.session.errors("read lock"):
+            return self._lock.running(self.conn)
+
     @contextlib.contextmanager
     def _writing(self, where: str) -> Iterator[None]:
         """One transaction under the lock (its row locked and checked first, its lease renewed last),

@@ -2,22 +2,24 @@
 
 A session advisory lock belongs to a server connection, and a transaction-mode pooler (Supabase's port
 6543) hands a client a different one for every transaction: two runs could both "hold" it, or a lock
-could stay on a pooled connection long after its run ended.  So the lock is data:
+could stay on a pooled connection long after its run ended.  So the lock is data, guarded by an advisory
+lock taken per *transaction* (released at commit, so it works through any pooler):
 
 * a run **takes** the lock by writing its owner token into the schema's ``nw_trava`` row — when there is
   no row, when the row's lease has expired, or when its holder is a process on this machine that no
   longer runs (``kill -9``: taken over at once);
 * while the run goes on, a **heartbeat** thread renews the lease every third of
-  SYNC_LOCK_LEASE_SECONDS (60 s by default) on a connection of its own;
-* every **write transaction** first locks the row (``FOR UPDATE``) and checks that this run still owns
-  it, and renews the lease just before it commits.  So a write commits only while its run holds the
-  lock, and nobody takes the lock while a write is in flight (taking uses ``NOWAIT``).  A run whose
-  lease lapsed (the process was paused) and was taken over stops before writing more;
+  SYNC_LOCK_LEASE_SECONDS (60 s by default) on a connection of its own, also during a long write;
+* every **write transaction** first takes the schema's transaction advisory lock and checks that this
+  run still owns the row, and renews the lease just before it commits.  Taking over needs the same
+  advisory lock, so a write commits only while its run holds the lock, and nobody takes the lock while
+  a write is in flight;
+* a run frozen *inside* a write (a paused VM, a sleeping laptop) stops renewing; once its lease has
+  expired, the next run ends that write's server session (``pg_terminate_backend``: its transaction
+  rolls back, nothing half-written stays) and takes over.  Woken up, the frozen run finds its
+  connection gone and the lock taken, and stops before writing more;
 * the run **deletes** the row when it ends.  A run killed on another machine leaves a row that lapses
   after the lease at most.
-
-Each step is one short transaction, so it works the same directly, through a session pooler and
-through a transaction pooler.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,36 +133,79 @@ class LeaseLock:
     def _take(self) -> None:
         psycopg = psycopg_module()
         conn = self.session.conn
+        ended: set[int] = set()
         try:
             self._ensure_table(conn)
-            for _ in range(3):   # the row may vanish (its holder ended) between the two statements: try again
+            for _ in range(50):
                 with conn.transaction():
-                    if conn.execute(f"INSERT INTO {self.table} (recurso, dono, maquina, maquina_id, pid, processo, adquirida_em, renovada_em, "
-                                    f"expira_em) VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp(), "
-                                    f"clock_timestamp() + make_interval(secs => %s)) ON CONFLICT (recurso) DO NOTHING RETURNING dono",
-                                    self._mine()).fetchone():
-                        return
-                    try:
-                        row = conn.execute(f"SELECT dono, maquina, maquina_id, pid, processo, adquirida_em, expira_em, "
-                                           f"expira_em < clock_timestamp() FROM {self.table} WHERE recurso = %s FOR UPDATE NOWAIT",
-                                           [RESOURCE]).fetchone()
-                    except psycopg.errors.LockNotAvailable:
-                        raise self._busy(None) from None   # the holder is committing a write right now
-                    if row is None:
+                    if conn.execute("SELECT pg_try_advisory_xact_lock(%s)", [self.key]).fetchone()[0]:
+                        if self._take_row(conn):
+                            return
                         continue
-                    _, host, host_id, pid, started, since, until, expired = row
-                    dead = host_id == machine_id() and not is_running(pid, started)
-                    if not (expired or dead):
-                        raise self._busy(row)
-                    conn.execute(f"UPDATE {self.table} SET dono = %s, maquina = %s, maquina_id = %s, pid = %s, processo = %s, "
-                                 "adquirida_em = clock_timestamp(), renovada_em = clock_timestamp(), "
-                                 "expira_em = clock_timestamp() + make_interval(secs => %s) WHERE recurso = %s", [*self._mine()[1:], RESOURCE])
-                    why = "its process is gone" if dead else f"its lease expired at {until:%Y-%m-%d %H:%M:%S %Z}"
-                    log.warning("took over the sync lock of schema %s from %s pid %s: %s", self.schema, host, pid, why)
-                    return
-            raise self._busy(None)
+                    # A write is in flight.  Its run is alive unless its lease ran out (nothing renews it: frozen
+                    # or gone) or, on this machine, its process is gone.
+                    row = self._row(conn)
+                    writer = self._writer(conn)
+                    if row is None or not (row["expired"] or row["dead"]) or writer is None:
+                        raise self._busy(row, writing=writer)
+                if writer not in ended:       # once; then give its transaction a moment to roll back
+                    self._end_write(conn, writer, row)
+                    ended.add(writer)
+                time.sleep(0.2)
+            raise self._busy(self._row(conn))
         except psycopg.Error as exc:
             raise classify(exc, self.settings, "lock") from None
+
+    def _take_row(self, conn) -> bool:
+        """Inside a transaction holding the advisory lock: write our token, or say who holds the lock."""
+        if conn.execute(f"INSERT INTO {self.table} (recurso, dono, maquina, maquina_id, pid, processo, adquirida_em, renovada_em, "
+                        f"expira_em) VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp(), "
+                        f"clock_timestamp() + make_interval(secs => %s)) ON CONFLICT (recurso) DO NOTHING RETURNING dono",
+                        self._mine()).fetchone():
+            return True
+        row = self._row(conn)
+        if row is None:
+            return False   # its holder released it just now: try again
+        if not (row["expired"] or row["dead"]):
+            raise self._busy(row)
+        # Only if it is still as we read it: a heartbeat that renewed the lease meanwhile keeps it.
+        taken = conn.execute(f"UPDATE {self.table} SET dono = %s, maquina = %s, maquina_id = %s, pid = %s, processo = %s, "
+                             "adquirida_em = clock_timestamp(), renovada_em = clock_timestamp(), "
+                             "expira_em = clock_timestamp() + make_interval(secs => %s) "
+                             "WHERE recurso = %s AND dono = %s AND (expira_em < clock_timestamp() OR %s)",
+                             [*self._mine()[1:], RESOURCE, row["owner"], row["dead"]]).rowcount
+        if not taken:
+            raise self._busy(self._row(conn))
+        why = "its process is gone" if row["dead"] else f"its lease expired at {_utc(row['until'])}"
+        log.warning("took over the sync lock of schema %s from %s pid %s: %s", self.schema, row["host"], row["pid"], why)
+        return True
+
+    def _row(self, conn) -> dict | None:
+        row = conn.execute(f"SELECT dono, maquina, maquina_id, pid, processo, adquirida_em, expira_em, expira_em < clock_timestamp() "
+                           f"FROM {self.table} WHERE recurso = %s", [RESOURCE]).fetchone()
+        if row is None:
+            return None
+        owner, host, host_id, pid, started, since, until, expired = row
+        return {"owner": owner, "host": host, "pid": pid, "since": since, "until": until, "expired": expired,
+                "dead": host_id == machine_id() and not is_running(pid, started)}
+
+    def _writer(self, conn) -> int | None:
+        """The server process of the transaction holding the schema's advisory lock (a write in flight)."""
+        hi, lo = (self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF
+        row = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                           "AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND pid <> pg_backend_pid()", [hi, lo]).fetchone()
+        return row[0] if row else None
+
+    def _end_write(self, conn, writer: int, row: dict) -> None:
+        """End the server session of a write whose run stopped renewing its lease (or died): it rolls back."""
+        psycopg = psycopg_module()
+        try:
+            conn.execute("SELECT pg_terminate_backend(%s)", [writer])
+        except psycopg.Error:
+            raise self._busy(row, writing=writer) from None
+        log.warning("ended the write of a stopped sync on %s pid %s (server process %s): its lease expired at %s",
+                    row["host"], row["pid"], writer, _utc(row["until"]))
 
     def _mine(self) -> list:
         me = os.getpid()
@@ -175,12 +221,15 @@ class LeaseLock:
             cols = ", ".join(f"{ident(n)} {t}" for n, t in COLUMNS.items())
             conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({cols})")
 
-    def _busy(self, row) -> SyncInProgress:
+    def _busy(self, row: dict | None, writing: int | None = None) -> SyncInProgress:
         holder = ""
         if row is not None:
-            _, host, _, pid, _, since, until, _ = row
-            holder = f" (on {host}, pid {pid}, since {since:%Y-%m-%d %H:%M:%S %Z}; its lease runs to {until:%H:%M:%S %Z})"
-        return SyncInProgress(f"another sync is running against schema {self.schema!r} of this destination{holder}",
+            holder = f" (on {row['host']}, pid {row['pid']}, since {_utc(row['since'])}; its lease runs to {_utc(row['until'])})"
+        stuck = ""
+        if writing is not None and row is not None and (row["expired"] or row["dead"]):
+            stuck = (f"; it is stuck inside a write — end it with SELECT pg_terminate_backend({writing}) "
+                     "(its transaction rolls back) and rerun")
+        return SyncInProgress(f"another sync is running against schema {self.schema!r} of this destination{holder}{stuck}",
                               "wait for it to finish (see `nw status`) and retry; a run killed elsewhere releases it when its lease ends "
                               f"(SYNC_LOCK_LEASE_SECONDS={self.lease:g})")
 
@@ -201,10 +250,12 @@ class LeaseLock:
                             "WHERE recurso = %s AND dono = %s", [self.lease, RESOURCE, self.token]).rowcount == 1
 
     def confirm(self, conn) -> None:
-        """First statement of a write transaction: lock the row and check this run still owns it."""
+        """First statements of a write transaction: take the schema's transaction advisory lock (no takeover
+        while it is held) and check this run still owns the lock."""
         if self.token is None:
             return   # not under hold() (a direct call)
-        row = conn.execute(f"SELECT dono FROM {self.table} WHERE recurso = %s FOR UPDATE", [RESOURCE]).fetchone()
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [self.key])
+        row = conn.execute(f"SELECT dono FROM {self.table} WHERE recurso = %s", [RESOURCE]).fetchone()
         if row is None or row[0] != self.token:
             self.lost = True
             raise SyncInProgress(f"this run lost its lock on schema {self.schema!r} and another sync took it (this run was paused "
@@ -216,12 +267,18 @@ class LeaseLock:
             self._renew(conn)
 
     # --- for `nw status` -------------------------------------------------------------------
-    def holder(self, conn) -> dict | None:
-        """The running sync's host, pid and lease, or None."""
+    def running(self, conn) -> str | None:
+        """The sync holding the lock now, as one line for `nw status`, or None."""
         if conn.execute("SELECT to_regclass(%s)", [self.table]).fetchone()[0] is None:
             return None
-        row = conn.execute(f"SELECT maquina, pid, adquirida_em, expira_em, expira_em < clock_timestamp() FROM {self.table} "
-                           "WHERE recurso = %s", [RESOURCE]).fetchone()
+        row = self._row(conn)
         if row is None:
             return None
-        return {"host": row[0], "pid": row[1], "since": row[2], "lease_until": row[3], "expired": row[4]}
+        lapsed = " — its lease has lapsed: the next run takes over" if row["expired"] or row["dead"] else ""
+        return f"a sync is running: on {row['host']}, pid {row['pid']}, since {_utc(row['since'])}{lapsed}"
+
+
+def _utc(moment) -> str:
+    from datetime import timezone
+
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

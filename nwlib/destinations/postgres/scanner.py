@@ -15,6 +15,7 @@ import logging
 import duckdb
 import pyarrow as pa
 
+from ...errors import reraise_interrupt
 from ...lake import load_extension
 from ...settings import Settings
 
@@ -56,6 +57,7 @@ class Scanner:
             con.execute(f"ATTACH {_literal(dsn)} AS nw_pg (TYPE postgres, READ_ONLY{', SECRET nw_pg' if params.get('password') else ''})")
             self._con = con
         except Exception as exc:  # noqa: BLE001 - any failure means "read the other way"
+            reraise_interrupt(exc)
             log.debug("postgres extension not used: %s", self.settings.redact(str(exc)))
             self._broken = True
             self.close()
@@ -69,6 +71,7 @@ class Scanner:
         try:
             return con.execute(f"SELECT * FROM postgres_query('nw_pg', {_literal(sql)})").to_arrow_reader(batch_rows)
         except duckdb.Error as exc:
+            reraise_interrupt(exc)
             log.debug("postgres extension read failed: %s", self.settings.redact(str(exc)))
             self._broken = True
             self.close()

@@ -103,10 +103,16 @@ class S3Destination(BaseDestination):
             self.client.head_bucket(Bucket=self.loc.bucket)
             return time.perf_counter() - t
 
+    def _lock_object(self) -> S3Lock:
+        return S3Lock(self.client, self.loc.bucket, self.loc.key(STATE_DIR, "lock.json"), self.settings, self.loc.url())
+
     def lock(self):
         self.state.forget()             # another run may have changed the bucket since
         self.keysets.forget_all()
-        return S3Lock(self.client, self.loc.bucket, self.loc.key(STATE_DIR, "lock.json"), self.settings, self.loc.url())()
+        return self._lock_object()()
+
+    def running(self) -> str | None:
+        return self._lock_object().running()
 
     # --- state ---------------------------------------------------------------------
     def _read_state(self) -> dict:
