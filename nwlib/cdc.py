@@ -85,7 +85,8 @@ class ChangeSet:
     watermark_after: Watermark
     full: bool                       # the whole table is sent
     tail_from: str | None = None     # append: the destination first deletes its rows with the incremental value >= this
-    only: pa.Table | None = None     # the fingerprints of the rows to send (None: every row select_sql returns)
+    only: str | None = None          # a table (in the lake session's memory) of the keys, as sent (nw_k0, nw_k1 …), of the rows to send;
+                                     # None: every row select_sql returns
     inserts: int = 0                 # of ``rows``, those with a key the destination lacks (as the comparison expects)
     deletes: int = 0                 # keys to delete after every table's rows (children first)
     state_after: TableState = field(default_factory=TableState)  # what the destination holds once the rows commit
@@ -97,12 +98,27 @@ class ChangeSet:
 
     def reader(self, con: duckdb.DuckDBPyConnection, batch_rows: int) -> pa.RecordBatchReader:
         """Stream the rows as Arrow record batches (bounded memory)."""
-        if self.only is None:
-            return con.execute(self.select_sql, list(self.params)).to_arrow_reader(batch_rows)
-        # Registered for as long as the (lazy) reader runs: the next change set's reader replaces it.
-        con.register("nw_only", self.only)
-        return con.execute(f"SELECT * FROM ({self.select_sql}) WHERE {ident(FP)} IN (SELECT fp FROM nw_only)",
-                           list(self.params)).to_arrow_reader(batch_rows)
+        return con.execute(self.select_sql, list(self.params)).to_arrow_reader(batch_rows)
+
+
+def only_keys(con: duckdb.DuckDBPyConnection, spec: TableSpec, rows: str) -> str:
+    """A table of the keys (as sent: nw_k0, nw_k1 …) in ``rows`` (a relation with the key columns), for :func:`only_select`.
+    A DuckDB table, not Arrow: the rows to send are then found by a semi-join inside DuckDB, and only they are hashed."""
+    name = f"memory.main.{temp_name('only', spec)}"    # the session's in-memory database: the stream cursor sees it too
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {', '.join(f'{ident(k)} AS nw_k{i}' for i, k in enumerate(spec.primary_key))} FROM {rows}")
+    return name
+
+
+def only_rows(spec: TableSpec, only: str) -> str:
+    """``FROM`` clause tail restricting the lake table to the keys in the temp table ``only`` (a semi-join; the lake
+    table is aliased ``nw_lake`` so that no column of it can be mistaken for the key table's)."""
+    match = " AND ".join(f"{send_expr('nw_lake.' + ident(k), spec.column(k).type)} = {only}.nw_k{i}" for i, k in enumerate(spec.primary_key))
+    return f"AS nw_lake SEMI JOIN {only} ON {match}"
+
+
+def only_select(spec: TableSpec, only: str) -> str:
+    """:func:`transfer_select` of only the rows whose keys are in the temp table ``only``."""
+    return transfer_select(spec, only_rows(spec, only))
 
 
 def lake_totals(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> tuple[int, int]:
@@ -135,14 +151,16 @@ def temp_name(kind: str, spec: TableSpec) -> str:
 COMPARE_BUCKET_ROWS = 1_000_000
 
 
-def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool, lake_rows: int) -> tuple[str | None, str]:
+def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool, lake_rows: int,
+            bucket_rows: int = COMPARE_BUCKET_ROWS) -> tuple[str | None, str]:
     """Compare the lake with what the destination holds (``holdings``, current).
 
     Returns the names of two temporary tables of (sent keys, fingerprint): the lake rows to send (None when
     ``full``: every row is sent, straight from the lake), and the keys to delete, each with the fingerprint
     the destination holds.  One FULL OUTER JOIN on the fingerprint per bucket finds both: lake rows the
     destination has no fingerprint for, and destination rows whose fingerprint the lake no longer has (an
-    old version, or a deleted key); of those, the keys the lake lacks are deleted."""
+    old version, or a deleted key); of those, the keys the lake lacks are deleted.  A table of up to
+    ``bucket_rows`` rows is compared in one pass straight from the lake, one hashing pass."""
     up, gone, cand = temp_name("up", spec), temp_name("gone", spec), temp_name("cand", spec)
     held = holdings.table(spec)
     held_rows = holdings.totals(spec)[0]
@@ -158,31 +176,38 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
         con.execute(f"DROP TABLE {cand}")
         con.execute(f"DROP TABLE IF EXISTS {up}")
         return None, gone
-    parts = max(1, -(-max(lake_rows, held_rows) // COMPARE_BUCKET_ROWS))
+    parts = max(1, -(-max(lake_rows, held_rows) // bucket_rows))
     n = len(spec.primary_key)
     lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))
     held_cols = ", ".join(f"h.{ident(k)} AS hk{i}" for i, k in enumerate(spec.primary_key))
     match = " AND ".join(f"c.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
+    lake_keys = f"(SELECT {sent_keys(spec)} FROM {spec.source})"
+
+    def bucket(p: int) -> str:     # by a hash of the key as sent, the same on both sides
+        return f"WHERE hash({key_list}) % {parts} = {p}" if parts > 1 else ""
     if full:
         # Every lake row is sent: delete what the destination holds under keys the lake lacks.
         for p in range(parts):
-            bucket = f"WHERE hash({key_list}) % {parts} = {p}" if parts > 1 else ""
-            con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {bucket}) c "
-                        f"ANTI JOIN (SELECT * FROM (SELECT {sent_keys(spec)} FROM {spec.source}) {bucket}) l ON {match}")
+            con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {bucket(p)}) c "
+                        f"ANTI JOIN (SELECT * FROM {lake_keys} {bucket(p)}) l ON {match}")
         con.execute(f"DROP TABLE {cand}")
         return None, gone
-    # The lake's (key, fingerprint) pairs once, with their bucket: each pass then reads narrow rows.
-    lake_fp = temp_name("lake", spec)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {lake_fp} AS SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp}, "
-                f"CAST(hash({key_list}) % {parts} AS INTEGER) AS nw_bucket FROM {spec.source}")
+    lake_fp = f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
+    if parts > 1:
+        # The lake's (key, fingerprint) pairs once, with their bucket: each pass then reads narrow rows.
+        table = temp_name("lake", spec)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, CAST(hash({key_list}) % {parts} AS INTEGER) AS nw_bucket "
+                    f"FROM {lake_fp}")
+        lake_fp = table
     for p in range(parts):
+        lake_part = f"(SELECT * FROM {lake_fp} WHERE nw_bucket = {p})" if parts > 1 else lake_fp
         con.execute(f"CREATE OR REPLACE TEMP TABLE nw_diff AS SELECT {lake_cols}, l.{fp} AS lake_fp, {held_cols}, h.{fp} AS held_fp "
-                    f"FROM (SELECT * FROM {lake_fp} WHERE nw_bucket = {p}) l "
-                    f"FULL OUTER JOIN (SELECT * FROM {held} WHERE hash({key_list}) % {parts} = {p}) h ON l.{fp} = h.{fp} "
+                    f"FROM {lake_part} l FULL OUTER JOIN (SELECT * FROM {held} {bucket(p)}) h ON l.{fp} = h.{fp} "
                     f"WHERE l.{fp} IS NULL OR h.{fp} IS NULL")
         con.execute(f"INSERT INTO {up} SELECT {', '.join(f'lk{i}' for i in range(n))}, lake_fp FROM nw_diff WHERE lake_fp IS NOT NULL")
         con.execute(f"INSERT INTO {cand} SELECT {', '.join(f'hk{i}' for i in range(n))}, held_fp FROM nw_diff WHERE lake_fp IS NULL")
-    con.execute(f"DROP TABLE {lake_fp}")
+    if parts > 1:
+        con.execute(f"DROP TABLE {lake_fp}")
     con.execute("DROP TABLE IF EXISTS nw_diff")
     # Of the destination rows whose fingerprint the lake lacks, delete those whose key it lacks too.
     con.execute(f"INSERT INTO {gone} SELECT c.* FROM {cand} c ANTI JOIN (SELECT l.* FROM (SELECT {sent_keys(spec)} FROM {spec.source}) l "

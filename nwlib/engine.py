@@ -279,13 +279,14 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
     rows = totals[0] if up is None else con.execute(f"SELECT count(*) FROM {up}").fetchone()[0]
     only = None   # stream every lake row: all are sent, or most changed (a rebuilt lake) and filtering would cost more
     if up is not None and not (totals[0] >= 100_000 and rows > totals[0] // 2):
-        only = con.execute(f"SELECT {ident(fingerprint.COLUMN)} AS fp FROM {up}").to_arrow_table()
+        only = cdc.only_keys(con, spec, up)
     deletes = con.execute(f"SELECT count(*) FROM {gone}").fetchone()[0]
     after, inserts = cdc.state_after_upserts(con, spec, holdings, up, totals, gone, version, run.revision())
     after = replace(after, watermark=wm_after)
     if only is None:
         rows = totals[0]
-    return ChangeSet(cdc.transfer_spec(spec), cdc.transfer_select(spec), (), rows, state.watermark, wm_after, full or only is None, None,
+    select = cdc.transfer_select(spec) if only is None else cdc.only_select(spec, only)
+    return ChangeSet(cdc.transfer_spec(spec), select, (), rows, state.watermark, wm_after, full or only is None, None,
                      only, inserts, deletes, after, tuple(notes))
 
 
@@ -407,9 +408,7 @@ def _json_problem(run: _Run, spec: TableSpec, cs: ChangeSet) -> str | None:
 
         rows = f"(SELECT {send_expr(col, c.type)} AS j FROM {spec.source} WHERE {col} IS NOT NULL)"
         if cs.only is not None:
-            run.con.register("nw_only", cs.only)
-            rows = (f"(SELECT {send_expr(col, c.type)} AS j FROM {spec.source} WHERE {col} IS NOT NULL "
-                    f"AND {fingerprint.of(spec)} IN (SELECT fp FROM nw_only))")
+            rows = f"(SELECT {send_expr(col, c.type)} AS j FROM {spec.source} {cdc.only_rows(spec, cs.only)} WHERE {col} IS NOT NULL)"
         try:
             bad = run.con.execute(
                 f"SELECT count(*) FILTER (WHERE t.type = 'DOUBLE' AND lower(t.value) IN ('nan', '-nan', 'infinity', '-infinity', 'inf', '-inf')), "
@@ -419,9 +418,6 @@ def _json_problem(run: _Run, spec: TableSpec, cs: ChangeSet) -> str | None:
                                   "json_tree(r.j) t WHERE t.key IS NOT NULL GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
         except duckdb.Error as exc:
             return f"table {spec.name!r} column {c.name!r} holds a value that is not valid JSON ({exc.__class__.__name__}) — fix it in the lake"
-        finally:
-            if cs.only is not None:
-                run.con.unregister("nw_only")
         if bad[0]:
             return (f"table {spec.name!r} column {c.name!r}: {bad[0]} value(s) hold NaN or Infinity, which PostgreSQL jsonb cannot store — "
                     "replace them in the lake (NULL, or a string) and rerun")

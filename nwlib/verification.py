@@ -14,7 +14,7 @@ import duckdb
 
 from . import destinations
 from .destinations.base import Destination
-from .lake import open_lake
+from .lake import LAKE_ALIAS, open_lake
 from .model import TableSpec
 from .plan import read_plan
 from .readback import dest_expr, lake_expr, use_exact_json
@@ -47,7 +47,8 @@ def check_table(con: duckdb.DuckDBPyConnection, dest: Destination, spec: TableSp
     finally:
         con.unregister("nw_dest_scan")
     l_cols = ", ".join(f"{lake_expr(c)} AS {ident(c.name)}" for c in spec.columns)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW nw_lake AS SELECT {l_cols} FROM {spec.source}")
+    # Catalog-qualified: a lake table may itself be called nw_lake (the temp view would shadow it).
+    con.execute(f"CREATE OR REPLACE TEMP VIEW nw_lake AS SELECT {l_cols} FROM {LAKE_ALIAS}.{spec.source}")
     lake_rows = con.execute("SELECT count(*) FROM nw_lake").fetchone()[0]
     dest_rows = con.execute("SELECT count(*) FROM nw_dest").fetchone()[0]
     missing_sql = "SELECT * FROM nw_lake EXCEPT ALL SELECT * FROM nw_dest"

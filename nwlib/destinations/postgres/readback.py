@@ -64,6 +64,10 @@ class Reader:
         if present is None:
             return pa.table({name: pa.array([], pa.string()) for name in (*spec.primary_key, FP)}).to_reader()
         typed = self.scanner is not None
+        if typed and FP in present and all(pg_type(spec.column(k).type).pg in TYPED_KEYS for k in spec.primary_key):
+            reader = self.scanner.scan_table(self.schema, spec.name, [*spec.primary_key, FP], 100_000)
+            if reader is not None:
+                return reader
         cols = ", ".join(f"{ident(k) if typed and pg_type(spec.column(k).type).pg in TYPED_KEYS else text_expr(ident(k), pg_type(spec.column(k).type).pg)}"
                          f" AS {ident(k)}" for k in spec.primary_key)
         fp = (ident(FP) if typed else f"{ident(FP)}::text") if FP in present else "NULL::bigint"   # written by an older nwlib: unknown
