@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8866
+# JupyterLab without the internet: no update check, no news feed, no extension manager calling PyPI from the page
+LAB_OFFLINE := --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate --LabApp.news_url=None --LabApp.extension_manager=readonly
 
 ## help: list the targets
 help:
@@ -50,6 +52,11 @@ notebooks: $(STAMP)
 	$(BIN)/papermill notebooks/bootstrap.ipynb data/runs/bootstrap.ipynb $(BOOTSTRAP_ARGS)
 	$(BIN)/papermill notebooks/sync.ipynb data/runs/sync.ipynb $(SYNC_ARGS)
 
+## lab: open JupyterLab on the notebooks (http://127.0.0.1:8888; the workbench's home: explore, sync, bootstrap, dashboard)
+lab: $(STAMP)
+	@$(BIN)/python -m ipykernel install --sys-prefix >/dev/null
+	$(BIN)/jupyter lab notebooks --ServerApp.ip=127.0.0.1 $(LAB_OFFLINE) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
 ## dashboard: serve the Voila dashboard (notebooks/dashboard.ipynb) on http://127.0.0.1:8866 (PORT=... to change)
 dashboard: $(STAMP)
 	$(BIN)/voila notebooks/dashboard.ipynb --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
@@ -58,8 +65,8 @@ dashboard: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check nwlib tests
 
-## clean: remove the venv and local data
+## clean: remove the venv and local data (the lake, the embedded PostgreSQL, run outputs, nw's local state)
 clean:
-	rm -rf $(VENV) data/pgdata data/*.duckdb data/runs
+	rm -rf $(VENV) data/pgdata data/*.duckdb data/*.duckdb.wal data/runs data/.nw
 
-.PHONY: help install demo test test-fast bench lint clean notebooks dashboard
+.PHONY: help install demo test test-fast bench lint clean notebooks lab dashboard

@@ -28,33 +28,12 @@ from .holdings import sent_keys as holdings_keys
 from .lake import open_lake, stream_cursor
 from .model import APPEND, FAILED, MERGE, OK, PLANNED, REPLACE, SKIPPED, Plan, SyncReport, TableReport, TableSpec, TableState
 from .plan import read_plan
+from .progress import ProgressSink
 from .records import new_run_id, now
 from .settings import Settings
 from .sql import ident
 
-ProgressFactory = Callable[[int], "ProgressSink"]
-
-
-class ProgressSink:
-    """What the engine tells a progress display (tqdm by default)."""
-
-    def __init__(self, total: int, enabled: bool = True):
-        self._bar = None
-        if enabled and total:
-            from tqdm.auto import tqdm
-            self._bar = tqdm(total=total, unit="rows", unit_scale=True, desc="sync", leave=False)
-
-    def table(self, name: str) -> None:
-        if self._bar is not None:
-            self._bar.set_description(name)
-
-    def advance(self, table: str, rows: int) -> None:
-        if self._bar is not None:
-            self._bar.update(rows)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+ProgressFactory = Callable[[int], ProgressSink]
 
 
 def _retrying(settings: Settings) -> Retrying:

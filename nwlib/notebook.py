@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .model import FAILED, SyncReport
+from .model import SyncReport
 from .settings import Settings, load_settings
 
 
@@ -54,19 +54,25 @@ def report_frame(report: SyncReport):
 
 
 def rows_moved_chart(report: SyncReport, title: str | None = None):
-    """A stacked bar per table: rows inserted / updated / deleted (plotly)."""
-    import plotly.graph_objects as go
+    """A stacked bar per table: rows inserted / updated / deleted, as an image a saved notebook keeps."""
+    from .charts import rows_moved
 
-    names = [t.table for t in report.tables]
-    fig = go.Figure()
-    for label, attr, color in (("inserted", "inserted", "#2e7d32"), ("updated", "updated", "#1565c0"), ("deleted", "deleted", "#c62828")):
-        fig.add_bar(name=label, x=names, y=[getattr(t, attr) for t in report.tables], marker_color=color)
-    failed = [t.table for t in report.tables if t.status == FAILED]
-    fig.update_layout(barmode="stack", height=320, margin=dict(l=40, r=20, t=50, b=40),
-                      title=title or (f"rows {'planned' if report.dry_run else 'moved'} per table (run {report.run_id})"
-                                      + (f" — FAILED: {', '.join(failed)}" if failed else "")),
-                      yaxis_title="rows", legend_orientation="h")
-    return fig
+    return rows_moved(report, title)
+
+
+def histogram(con, table: str, column: str, bins: int = 30):
+    """The histogram of a numeric lake column, counted by DuckDB (see :mod:`nwlib.histogram`), as an image."""
+    from . import charts
+    from .histogram import histogram as count
+
+    return charts.histogram(count(con, table, column, bins))
+
+
+def bar_chart(frame, x: str, y: str, title: str):
+    """A bar per row of a query result (a pandas DataFrame: ``result.DataFrame()`` of a jupysql result), as an image."""
+    from .charts import bars
+
+    return bars(list(frame[x]), list(frame[y]), title, ylabel=y)
 
 
 def explore_connection(duckdb_path: str | Path | None = None):

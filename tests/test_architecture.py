@@ -19,12 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "nwlib"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("settings", "connstr", "errors", "model", "sql", "typemap", "records", "readback"),   # small values and rules
+    ("settings", "connstr", "errors", "model", "sql", "typemap", "records", "readback", "progress"),   # small values and rules
     ("lake",),                                                                    # the DuckDB lake
-    ("graph", "cdc", "plan", "fingerprint", "holdings", "evolution", "bootstrap", "editing", "browse"),  # plan: order + change sets; lake tools
+    ("graph", "cdc", "plan", "fingerprint", "holdings", "evolution", "bootstrap", "editing", "browse", "histogram"),  # plan: order + change sets; lake tools
     ("destinations",),
     ("ledger", "engine"),
     ("verification", "status"),
+    ("charts",),                                                                  # pictures of runs and lake columns
     ("cli", "dashboard", "notebook", "__init__", "__main__"),                     # what people touch
 ]
 HEAVY = ("deltalake", "boto3", "botocore", "databricks")

@@ -7,6 +7,7 @@ destination; explore.ipynb runs under ``pytest --nbval-lax``.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,7 +115,17 @@ def test_bootstrap_and_sync_notebooks_with_papermill(kernel, nb_env, settings, p
     assert checks and all(c.ok for c in checks), [c for c in checks if not c.ok]
     assert pg.execute(f'SELECT count(*) FROM "{pg_schema}".pedidos').fetchone()[0] == counts["pedidos"]
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs), "the rows-moved chart is missing"
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the rows-moved chart is missing"
+    # The saved progress is what was done, not a widget's stand-in ("sync: 0%|").
+    texts = [o.get("data", {}).get("text/plain", "") for o in outputs] + [o.get("text", "") for o in outputs]
+    assert any(t.startswith("sync: done · ") for t in texts), texts
+    assert not any("0%|" in t for t in texts)
+    # Saved, then exported as a reader would see it: the chart is an image in the HTML.
+    import nbconvert
+    import nbformat
+
+    html, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(tmp_path / "s2.ipynb", as_version=4))
+    assert re.search(r'<img [^>]*src="data:image/png;base64,', html), "no chart image in the HTML"
 
     # A table that fails makes papermill fail, naming the table.
     pg.execute(f'ALTER TABLE "{pg_schema}".pedidos ADD CONSTRAINT no_new_orders CHECK (valor_total < 0) NOT VALID')
@@ -134,3 +145,53 @@ def test_explore_notebook_under_nbval(kernel, nb_env, lake_path):
                          cwd=str(ROOT), env={**os.environ, **nb_env}, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
+
+
+def test_explore_notebook_saves_its_charts_and_no_warnings(kernel, nb_env, lake_path, tmp_path):
+    """Executed as papermill saves it: both charts are images, and no cell printed a warning (jupysql's 'toml')."""
+    from nwlib.bootstrap import bootstrap
+
+    bootstrap(lake_path, scale=0.1, seed=5)
+    done = _run(kernel, "explore", tmp_path / "explore.ipynb")
+    outputs = [o for c in done.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
+    streams = [o.get("text", "") for o in outputs if o.get("output_type") == "stream"]
+    assert not any("toml" in t or "Warning" in t for t in streams), streams
+
+
+def test_make_lab_serves_jupyterlab_on_the_notebooks_offline(tmp_path):
+    """`make lab`'s own command line (read from the Makefile) starts JupyterLab; its page loads nothing from elsewhere."""
+    import shlex
+    import time
+    import urllib.request
+
+    from servers import free_port
+
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nlab: ", 1)[1].split("\n\n", 1)[0].splitlines()
+    line = next(r.strip() for r in recipe if "jupyter lab" in r)
+    port = free_port()
+    bindir = str(Path(sys.executable).parent)
+    offline = re.search(r"^LAB_OFFLINE := (.*)$", makefile, re.M).group(1)
+    root = "--allow-root" if os.geteuid() == 0 else ""
+    line = re.sub(r"\$\(if \$\(filter 0,\$\(shell id -u\)\),--allow-root\)", root, line)
+    cmd = shlex.split(line.replace("$(BIN)", bindir).replace("$(LAB_OFFLINE)", offline)
+                      .replace("$(LAB_ARGS)", f"--no-browser --port={port} --IdentityProvider.token=nwtest"))
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, page = time.monotonic() + 90, None
+        while time.monotonic() < deadline and page is None:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token=nwtest", timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert page and "JupyterLab" in page
+        loaded = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page)
+        assert loaded and all(not u.startswith(("http:", "https:", "//")) for u in loaded), loaded
+        listing = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token=nwtest", timeout=5).read().decode()
+        assert all(f"{name}.ipynb" in listing for name in PARAMETERS), "JupyterLab does not open on notebooks/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
