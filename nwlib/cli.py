@@ -1,40 +1,176 @@
 """``nw``: a thin command line over nwlib.
 
-It parses flags, calls the library, prints results, and turns an ``NwError``
-into one line and an exit code.  Set ``NW_DEBUG=1`` to see tracebacks.
+It parses flags, calls the library, prints results (a table for people, one
+JSON document with ``--json``), and turns an ``NwError`` into one line on
+stderr and an exit code (:data:`EXIT_CODES`).  Set ``NW_DEBUG=1`` to see
+tracebacks.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 from . import __version__
-from .errors import NwError, VerifyMismatch, first_line, is_interrupt
+from .errors import NwError, VerifyMismatch, first_line, is_interrupt, split_hint
+from .settings import DESTINATION_ALIASES, DESTINATION_TYPES
+
+# Every code nw exits with (README, "Command line", has the same table; a test keeps each NwError's code here).
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "ok; for `nw status`: every table in sync and its last run ok"),
+    (1, "a table failed (SyncFailed), `nw verify` found a difference (VerifyMismatch)"),
+    (2, "usage error (bad flag or option); a setting missing or malformed (ConfigError); bad input (InputRejected); "
+        "an optional driver not installed (MissingDependency)"),
+    (3, "the lake file is missing, locked or not DuckDB (LakeError); its metadata does not add up (SourceModelError)"),
+    (4, "the destination refused or failed: connection, password, permissions (DestinationError)"),
+    (5, "a schema change the destination cannot follow under SCHEMA_CHANGES (SchemaChangeError)"),
+    (6, "another sync holds the destination's lock (SyncInProgress)"),
+    (7, "`nw status`: a table is behind the lake (TablesBehind): differs, never synced, or unknown"),
+    (8, "`nw status`: a table failed in its last run (LastRunFailed); it wins over 7"),
+    (70, "unexpected error: a bug in nwlib (NW_DEBUG=1 shows the traceback)"),
+    (130, "interrupted (Ctrl-C); rerun the same command to finish"),
+)
 
 
-def _settings(args):
-    from .settings import load_settings
+# --- settings ----------------------------------------------------------------------------------
 
-    overrides = {
+def _overrides(args) -> dict:
+    return {
         "duckdb_path": getattr(args, "duckdb_path", None),
         "destination_type": getattr(args, "destination_type", None),
         "database_url": getattr(args, "database_url", None),
         "db_schema": getattr(args, "schema", None),
         "batch_size": getattr(args, "batch_size", None),
     }
-    settings = load_settings(overrides=overrides, dotenv=args.env_file)
+
+
+def _settings(args):
+    from .settings import load_settings
+
+    settings = load_settings(overrides=_overrides(args), dotenv=args.env_file)
     if getattr(args, "lean", False) and settings.destination_type == "POSTGRES":
         _skip_unused_imports()      # the other destinations' drivers may want pandas
     return settings
 
 
-def _console():
-    from rich.console import Console
-    # Piped into a file or a scheduler's log, rich would squeeze tables into 80 columns and cut table names.
-    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 220
-    return Console(stderr=False, highlight=False, width=wide)
+# --- output ------------------------------------------------------------------------------------
+
+class _Out:
+    """Output for people: lines at most ``width`` wide (the terminal's, else COLUMNS, else 80 in a pipe or a
+    log).  Tables are plain text made to fit it; notes and errors go below them, never inside a cell."""
+
+    def __init__(self):
+        import shutil
+
+        self.width = max(40, shutil.get_terminal_size((80, 24)).columns)
+
+    def say(self, text: str) -> None:
+        """A line, wrapped at the width (continuation lines indented)."""
+        print("\n".join(_wrap(text, self.width, indent="  ")))
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[str] = (),
+              optional: Sequence[str] = (), one_line: bool = False) -> None:
+        """A header, a rule, a line per row.  ``right`` columns are right-aligned (numbers); ``optional``
+        columns (watermarks, checksums) are left out, from the right, until the table fits.  When it does not fit,
+        headers wrap first, then the widest text column (a long table name, a URL) folds; nothing is cut.
+        ``one_line``: a row is never wrapped, however wide it is."""
+        keep = list(range(len(headers)))
+
+        def natural(i: int) -> int:
+            return max(len(x) for x in [headers[i], *(r[i] for r in rows)])
+
+        def total(w: dict) -> int:
+            return sum(w.values()) + 2 * (len(w) - 1)
+
+        w = {i: natural(i) for i in keep}
+        for i in reversed(keep):          # the optional columns, from the right, until the table fits
+            if headers[i] in optional and total(w) > self.width:
+                del w[i]
+        if not one_line and total(w) > self.width:
+            for i in w:
+                w[i] = max([len(r[i]) for r in rows] + [len(word) for word in headers[i].split()])
+            while total(w) > self.width:
+                text = [i for i in w if headers[i] not in right and w[i] > 10]
+                if not text:
+                    break
+                widest = max(text, key=lambda i: w[i])
+                w[widest] = max(10, w[widest] - (total(w) - self.width))
+
+        def line(cells: Sequence[str]) -> list[str]:
+            parts = {i: _wrap(cells[i], w[i]) for i in w}
+            height = max(len(p) for p in parts.values())
+            return ["  ".join((str.rjust if headers[i] in right else str.ljust)(p[k] if k < len(p) else "", w[i]) for i, p in parts.items())
+                    .rstrip() for k in range(height)]
+
+        out = line(headers) + ["─" * total(w)]
+        for r in rows:
+            out += line(r)
+        print("\n".join(out))
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """``text`` in lines of at most ``width``, broken between words; a short phrase in parentheses
+    ("(transaction pooler)") stays on one line, a word longer than a line is folded."""
+    import re
+    import textwrap
+
+    keep = lambda m: m.group(0).replace(" ", "\xa0") if len(m.group(0)) <= width // 2 else m.group(0)
+    lines = []
+    for part in text.splitlines() or [""]:
+        lines += textwrap.wrap(re.sub(r"\([^()]*\)", keep, part), width, subsequent_indent=indent,
+                               break_long_words=True, break_on_hyphens=False) or [""]
+    return [line.replace("\xa0", " ") for line in lines]
+
+
+def _print_json(doc, settings=None) -> None:
+    """One JSON document on stdout; every string passed through the settings' redaction first."""
+    if settings is not None:
+        doc = _redacted(doc, settings)
+    print(json.dumps(doc, indent=2, ensure_ascii=False, default=_json_value))
+
+
+def _redacted(value, settings):
+    if isinstance(value, str):
+        return settings.redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v, settings) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v, settings) for v in value]
+    return value
+
+
+def _json_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)      # Decimal, UUID, date … as text
+
+
+def _span(seconds: float | None) -> str:
+    """12s, 5m, 3h, 2d."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _ago(when) -> str:
+    if not isinstance(when, datetime):
+        return "-"
+    now = datetime.now(timezone.utc) if when.tzinfo else datetime.now()
+    return _span(max(0.0, (now - when).total_seconds())) + " ago"
+
+
+def _local(when) -> str:
+    if not isinstance(when, datetime):
+        return "-"
+    return (when.astimezone() if when.tzinfo else when).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _fmt_wm(wm) -> str:
@@ -43,130 +179,314 @@ def _fmt_wm(wm) -> str:
     return wm.value + (f" / {','.join(map(str, wm.key))}" if wm.key else "")
 
 
+def _tables_arg(args) -> list[str] | None:
+    return [x.strip() for x in (args.tables or "").split(",") if x.strip()] or None
+
+
+# --- commands ----------------------------------------------------------------------------------
+
 def cmd_bootstrap(args) -> int:
     from .bootstrap import PER_SCALE, bootstrap, mutate
 
     s = _settings(args)
-    con = _console()
+    out = _Out()
     if args.mutate:
-        out = mutate(s.duckdb_path, args.fraction, args.seed)
-        from rich.table import Table
-        t = Table("table", "inserted", "updated", "deleted", title=f"changes applied to {s.duckdb_path}")
-        for name in PER_SCALE:
-            t.add_row(name, *(str(out[name][k]) for k in ("inserted", "updated", "deleted")))
-        con.print(t)
+        changed = mutate(s.duckdb_path, args.fraction, args.seed)
+        out.say(f"changes applied to {s.duckdb_path}")
+        counts = ("inserted", "updated", "deleted")
+        out.table(("table", *counts), [[name, *(f"{changed[name][k]:,}" for k in counts)] for name in PER_SCALE], right=counts)
         return 0
     res = bootstrap(s.duckdb_path, args.scale, args.seed)
-    con.print(f"sample lake written to {res.path}: " + ", ".join(f"{k} {v:,}" for k, v in res.counts.items()))
+    out.say(f"sample lake written to {res.path}: " + ", ".join(f"{k} {v:,}" for k, v in res.counts.items()))
     return 0
 
 
-def print_report(report, con) -> None:
-    from rich.table import Table
+def print_report(report, out) -> None:
+    """The sync report (or dry-run plan): one line per table; errors, schema changes and notes below.
 
-    title = ("plan (dry run)" if report.dry_run else "sync report") + f" — run {report.run_id} → {report.destination}"
-    t = Table(title=title)
-    counts = ["to insert", "to update", "to delete"] if report.dry_run else ["inserted", "updated", "deleted", "seconds"]
-    for c in ["#", "table", "mode", "status", *counts, "watermark"]:
-        t.add_column(c, justify="right" if c == "#" or c in counts else "left")
-    for i, r in enumerate(report.tables, 1):
-        nums = [f"{r.inserted:,}", f"{r.updated:,}", f"{r.deleted:,}"] + ([] if report.dry_run else [f"{r.seconds:.2f}"])
-        status = r.status if not r.error else f"{r.status}: {r.error}"
-        t.add_row(str(i), r.table, r.mode, status, *nums, _fmt_wm(r.watermark_after))
-    con.print(t)
+    The first failed table's hint is left to the error line nw ends with (said once); another table's
+    hint is shown when it says something else."""
+    kind = "plan (dry run)" if report.dry_run else "sync report"
+    out.say(f"{kind} — run {report.run_id} → {report.destination}")
+    counts = ["to insert", "to update", "to delete"] if report.dry_run else ["inserted", "updated", "deleted", "secs"]
+    rows = [[r.table, r.mode.replace(" incremental", ""), r.status, f"{r.inserted:,}", f"{r.updated:,}", f"{r.deleted:,}",
+             *([] if report.dry_run else [f"{r.seconds:.2f}"]), _fmt_wm(r.watermark_after)] for r in report.tables]
+    out.table(("table", "mode", "status", *counts, "watermark"), rows, right=counts, optional=("secs", "watermark"))
+    said = split_hint(report.failed[0].error or "")[1] if report.failed else None
     for r in report.tables:
+        if r.error:
+            what, hint = split_hint(r.error)
+            out.say(f"{r.table}: {r.status}: {what}" + (f" — {hint}" if hint and hint != said else ""))
+        for change in r.schema_changes:
+            out.say(f"{r.table}: schema: {change}")
         for note in r.notes:
-            con.print(f"  {r.table}: {note}")
+            out.say(f"{r.table}: {note}")
 
 
 def cmd_sync(args) -> int:
     from .engine import raise_for_failures, sync
 
     s = _settings(args)
-    tables = [x for x in (args.tables or "").split(",") if x.strip()] or None
-    report = sync(s, tables, full_refresh=args.full_refresh, dry_run=args.dry_run, show_progress=not args.no_progress)
-    print_report(report, _console())
+    report = sync(s, _tables_arg(args), full_refresh=args.full_refresh, dry_run=args.dry_run,
+                  show_progress=not (args.no_progress or args.json))
+    if args.json:
+        _print_json(report.to_json(), s)
+    else:
+        print_report(report, _Out())
     raise_for_failures(report)
     return 0
 
 
 def cmd_status(args) -> int:
-    from rich.table import Table
-
-    from .status import status
+    from .status import raise_for_status, status
 
     s = _settings(args)
     st = status(s)
-    con = _console()
-    con.print(f"destination: {st.destination}  (round trip {st.latency_ms:.1f} ms)")
-    con.print(f"lake: {s.duckdb_path}")
+    if args.json:
+        _print_json({**st.to_json(), "lake": str(s.duckdb_path)}, s)
+        raise_for_status(st)
+        return 0
+    out = _Out()
+    out.say(f"destination: {st.destination}  (round trip {st.latency_ms:.1f} ms)")
+    out.say(f"lake: {s.duckdb_path}")
     if st.running:
-        con.print(st.running)
-    t = Table("table", "lake rows", "dest rows", "compared", "watermark", "source max", "lag (s)", "last run", "status")
-    for r in st.tables:
-        t.add_row(r.table, f"{r.lake_rows:,}", "-" if r.dest_rows is None else f"{r.dest_rows:,}", r.sync, r.watermark or "-",
-                  r.source_max or "-", "-" if r.lag_seconds is None else f"{r.lag_seconds:,.0f}",
-                  str(r.last_run or "-"), r.last_status or "never")
-    con.print(t)
+        out.say(st.running)
+    rows = [[r.table, f"{r.lake_rows:,}", "-" if r.dest_rows is None else f"{r.dest_rows:,}", r.sync, _span(r.lag_seconds),
+             f"{r.last_status} {_ago(r.last_run)}" if r.last_status else "never", r.watermark or "-", r.source_max or "-"]
+            for r in st.tables]
+    out.table(("table", "lake rows", "dest rows", "compared", "lag", "last run", "watermark", "source max"), rows,
+          right=("lake rows", "dest rows", "lag"), optional=("watermark", "source max"))
     for r in st.tables:
         if r.problem:
-            con.print(f"  {r.table}: {r.problem}")
+            out.say(f"{r.table}: {r.problem}")
+        elif r.failed and r.last_error:
+            out.say(f"{r.table}: last run failed: {split_hint(r.last_error)[0]}")
+    raise_for_status(st)
     return 0
 
 
 def cmd_verify(args) -> int:
-    from rich.table import Table
-
     from .verification import verify
 
     s = _settings(args)
-    tables = [x for x in (args.tables or "").split(",") if x.strip()] or None
-    checks = verify(s, tables)
-    t = Table("table", "lake rows", "dest rows", "missing", "extra", "checksum", "result", title="verify: lake vs destination")
-    for c in checks:
-        t.add_row(c.table, f"{c.lake_rows:,}", f"{c.dest_rows:,}", str(c.missing), str(c.extra), c.checksum,
-                  "equal" if c.ok else f"DIFFERENT (e.g. keys {list(c.sample)[:3]})")
-    _console().print(t)
+    checks = verify(s, _tables_arg(args))
     bad = [c.table for c in checks if not c.ok]
+    if args.json:
+        _print_json({"equal": not bad, "tables": [c.to_json() for c in checks]}, s)
+    else:
+        out = _Out()
+        out.say("verify: lake vs destination")
+        rows = [[c.table, f"{c.lake_rows:,}", f"{c.dest_rows:,}", f"{c.missing:,}", f"{c.extra:,}", "equal" if c.ok else "DIFFERENT",
+                 c.checksum] for c in checks]
+        out.table(("table", "lake rows", "dest rows", "missing", "extra", "result", "checksum"), rows,
+              right=("lake rows", "dest rows", "missing", "extra"), optional=("checksum",))
+        for c in checks:
+            if not c.ok:
+                keys = ", ".join(str(k if len(k) > 1 else k[0]) for k in c.sample[:3])
+                out.say(f"{c.table}: {c.missing:,} lake row(s) missing from the destination, {c.extra:,} extra there"
+                          + (f"; e.g. keys {keys}" if keys else ""))
     if bad:
         raise VerifyMismatch(f"{len(bad)} table(s) differ: {', '.join(bad)}", "run `nw sync` (or `nw sync --full-refresh --tables ...`) and verify again")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--env-file", default=".env", help="read settings from this .env file (default: .env)")
-    common.add_argument("--duckdb-path", help="lake file (overrides DUCKDB_PATH)")
-    common.add_argument("--destination-type", help="POSTGRES (SUPABASE) … (overrides DESTINATION_TYPE)")
-    common.add_argument("--database-url", help="PostgreSQL URL (overrides DATABASE_URL)")
-    common.add_argument("--schema", help="destination schema (overrides DB_SCHEMA)")
-    common.add_argument("--batch-size", type=int, help="rows per transfer batch (overrides BATCH_SIZE)")
+def cmd_runs(args) -> int:
+    from .ledger import recent_runs
 
-    p = argparse.ArgumentParser(prog="nw", description="Sync a DuckDB lake into PostgreSQL/Supabase, S3, Delta or Databricks.")
+    s = _settings(args)
+    history = recent_runs(s, args.limit)
+    if args.json:
+        _print_json({"destination": history.destination, "runs": list(history.runs)}, s)
+        return 0
+    out = _Out()
+    out.say(f"runs in {history.destination} (newest first)" if history.runs else f"no runs recorded in {history.destination}")
+    if not history.runs:
+        return 0
+    counts = ("tables", "inserted", "updated", "deleted", "secs")
+    rows = []
+    for r in history.runs:
+        started, finished = _local(r["started"]), _local(r["finished"])
+        if finished[:10] == started[:10]:
+            finished = finished[11:]           # the same day: the time says it
+        rows.append([r["run_id"], started, finished, r["status"], str(r["tables"]), f"{r['inserted']:,}", f"{r['updated']:,}",
+                     f"{r['deleted']:,}", "-" if r["seconds"] is None else f"{r['seconds']:.1f}"])
+    out.table(("run id", "started", "finished", "status", *counts), rows, right=counts, one_line=True)
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .settings import effective_settings
+
+    rows = effective_settings(overrides=_overrides(args), dotenv=args.env_file)
+    env_file = {"path": args.env_file, "found": os.path.isfile(args.env_file)}
+    if args.json:
+        _print_json({"env_file": env_file, "settings": {e.variable: {"value": e.value, "source": e.source} for e in rows}})
+        return 0
+    out = _Out()
+    out.say(f"env file: {args.env_file}" + ("" if env_file["found"] else " (not found)"))
+    out.table(("setting", "from", "value"), [[e.variable, e.source, _plain(e.value)] for e in rows])
+    return 0
+
+
+def _plain(value) -> str:
+    if value is None or value == [] or value == {}:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" if k else str(v) for k, v in value.items())
+    return str(value)
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+class _Help(argparse.HelpFormatter):
+    """Descriptions and epilogs wrapped line by line (an indented line keeps its indent, a numbered one hangs),
+    so examples and the exit-code table keep their shape; "(default: …)" added where an option's default is a value."""
+
+    def __init__(self, prog, **kwargs):
+        super().__init__(prog, **kwargs)
+        self._action_max_length = 16      # room for the longest command name in `nw --help`
+
+    def _fill_text(self, text, width, indent):
+        import re
+        import textwrap
+
+        out = []
+        for line in text.splitlines():
+            lead, number = re.match(r"(\s*)(\d+\s+)?", line).groups()
+            hang = lead + " " * len(number or "")
+            out.append(textwrap.fill(line.strip(), width, initial_indent=indent + lead, subsequent_indent=indent + hang) or "")
+        return "\n".join(out)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _destination_type(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be 1 or more")
+    return value
+
+
+def _options() -> dict[str, argparse.ArgumentParser]:
+    """Groups of options, given to the commands they apply to."""
+    def group():
+        return argparse.ArgumentParser(add_help=False, formatter_class=_Help)
+
+    env = group()
+    env.add_argument("--env-file", default=".env", metavar="PATH",
+                     help="read settings from this .env file; the environment wins over it, flags over both")
+    lake = group()
+    lake.add_argument("--duckdb-path", metavar="PATH",
+                      help="the lake file (overrides DUCKDB_PATH; default: DUCKDB_PATH, else DESTINATION_PATH/nw_lake.duckdb)")
+    dest = group()
+    aliases = ", ".join(f"{a}={t}" for a, t in DESTINATION_ALIASES.items())
+    dest.add_argument("--destination-type", type=_destination_type, choices=DESTINATION_TYPES + tuple(DESTINATION_ALIASES),
+                      metavar="TYPE", help=f"one of {', '.join(DESTINATION_TYPES)} (aliases: {aliases}); overrides DESTINATION_TYPE "
+                                           "(default: DESTINATION_TYPE, else POSTGRES)")
+    dest.add_argument("--database-url", metavar="URL",
+                      help="PostgreSQL URL, postgresql://user:password@host:5432/db (overrides DATABASE_URL; default: "
+                           "DATABASE_URL, else DB_HOST…, else an embedded server under DESTINATION_PATH)")
+    dest.add_argument("--schema", metavar="NAME", help="destination schema (overrides DB_SCHEMA; default: DB_SCHEMA, else public)")
+    batch = group()
+    batch.add_argument("--batch-size", type=_positive, metavar="ROWS",
+                       help="rows per transfer batch (overrides BATCH_SIZE; default: BATCH_SIZE, else 100000)")
+    as_json = group()
+    as_json.add_argument("--json", action="store_true",
+                         help="print one JSON document on stdout instead of the table (errors stay one line on stderr; default: off)")
+    tables = group()
+    tables.add_argument("--tables", metavar="A,B", help="comma-separated tables (default: all)")
+    return {"env": env, "lake": lake, "dest": dest, "batch": batch, "json": as_json, "tables": tables}
+
+
+def _epilog(*examples: str, more: str = "") -> str:
+    return "Example:\n" + "\n".join(f"  {e}" for e in examples) + (f"\n\n{more}" if more else "")
+
+
+def _exit_code_table() -> str:
+    return "Exit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    o = _options()
+    p = argparse.ArgumentParser(
+        prog="nw", formatter_class=_Help,
+        description="Sync a DuckDB lake into PostgreSQL/Supabase, S3, Delta or Databricks, incrementally and exactly; "
+                    "every run is recorded in the destination's controle_cargas.",
+        epilog=_epilog("nw bootstrap && nw sync && nw status", "nw sync --json > run.json || echo \"sync failed: $?\"",
+                       more="Settings come from flags, then the environment, then --env-file (.env); `nw config` shows "
+                            "which. NW_DEBUG=1 shows tracebacks.\n\n" + _exit_code_table()))
     p.add_argument("--version", action="version", version=f"nw {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    b = sub.add_parser("bootstrap", parents=[common], help="build the sample lake (or --mutate it)")
+    def command(name, groups, summary, description, epilog):
+        c = sub.add_parser(name, parents=[o[g] for g in groups], help=summary, description=description, epilog=epilog,
+                           formatter_class=_Help)
+        return c
+
+    b = command("bootstrap", ("env", "lake"), "build the sample lake (or --mutate it)",
+                "Write the sample lake (clientes, pedidos, itens_pedido, pagamentos, with table_metadata and fk_metadata) "
+                "to the lake file, or with --mutate apply a batch of updates, inserts and deletes to it. Touches no destination.",
+                _epilog("nw bootstrap --scale 2 && nw bootstrap --mutate --fraction 0.05"))
     b.add_argument("--scale", type=float, default=1, help="1 ≈ 1k clientes / 10k pedidos / 30k itens / 10k pagamentos")
     b.add_argument("--seed", type=int, default=42, help="same seed, same data")
-    b.add_argument("--mutate", action="store_true", help="apply a batch of updates, inserts and deletes instead")
+    b.add_argument("--mutate", action="store_true", help="apply a batch of updates, inserts and deletes instead (default: off)")
     b.add_argument("--fraction", type=float, default=0.01, help="share of rows changed by --mutate")
     b.set_defaults(func=cmd_bootstrap)
 
-    s = sub.add_parser("sync", parents=[common], help="send changed rows to the destination")
-    s.add_argument("--tables", help="comma-separated tables (default: all)")
-    s.add_argument("--full-refresh", action="store_true", help="ignore watermarks: resend whole tables, delete what the lake lacks")
-    s.add_argument("--dry-run", action="store_true", help="show the load order and rows to send; change nothing")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s = command("sync", ("env", "lake", "dest", "batch", "tables", "json"), "send changed rows to the destination",
+                "Send what changed in the lake since the last run (inserts, updates, deletes) to the destination, table by "
+                "table in foreign-key order, and record the run in controle_cargas. A table that fails does not stop "
+                "independent ones; exit 1 names it.",
+                _epilog("nw sync --tables clientes,pedidos --dry-run", more="--json prints the report as JSON (keys: run_id, "
+                        "destination, dry_run, ok, ledger_error, tables[]) and shows no progress bar."))
+    s.add_argument("--full-refresh", action="store_true",
+                   help="ignore watermarks: resend whole tables, delete what the lake lacks (default: off)")
+    s.add_argument("--dry-run", action="store_true", help="show the load order and rows to send; change nothing (default: off)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (default: shown)")
     s.set_defaults(func=cmd_sync)
 
-    st = sub.add_parser("status", parents=[common], help="per table: watermark, last run, rows, lag")
+    st = command("status", ("env", "lake", "dest", "json"), "per table: in sync or behind, last run, lag",
+                 "Per table: rows in the lake and in the destination, whether they differ (from the row count and fingerprint "
+                 "sum the destination recorded, without reading its rows), lag, last run. A table is behind when that "
+                 "comparison is not 'in sync': 'differs' (rows changed in the lake since), 'never synced', or 'unknown' "
+                 "(nothing recorded to compare with, e.g. after a change of fingerprint function); `nw sync` catches "
+                 "each up.",
+                 _epilog("nw status --json | jq '.behind'", more="Exit 0: every table in sync and its last run ok; 7: a table "
+                         "is behind; 8: a table failed in its last run (wins over 7)."))
     st.set_defaults(func=cmd_status)
 
-    v = sub.add_parser("verify", parents=[common], help="compare every table, lake vs destination")
-    v.add_argument("--tables", help="comma-separated tables (default: all)")
+    v = command("verify", ("env", "lake", "dest", "batch", "tables", "json"), "compare every table, lake vs destination",
+                "Read every row of each table from the destination and compare it with the lake, value for value; "
+                "exit 1 when any table differs.",
+                _epilog("nw verify --tables pedidos --json"))
     v.set_defaults(func=cmd_verify)
+
+    r = command("runs", ("env", "dest", "json"), "list past runs from controle_cargas",
+                "The run history the destination's controle_cargas holds: one line per run with its id, start, finish, "
+                "status (failed when any table failed), number of tables, rows inserted/updated/deleted, seconds.",
+                _epilog("nw runs --limit 5"))
+    r.add_argument("--limit", type=_positive, default=20, metavar="N", help="show the newest N runs")
+    r.set_defaults(func=cmd_runs)
+
+    c = command("config", ("env", "lake", "dest", "batch", "json"), "show the effective settings and where each came from",
+                "Every setting as a run would use it and where its value came from: default, .env (--env-file), "
+                "environment, or flag. Passwords (in DATABASE_URL too), S3 keys and tokens are masked. Connects to nothing.",
+                _epilog("nw config --env-file prod.env --json"))
+    c.set_defaults(func=cmd_config)
     return p
 
 
@@ -211,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.lean = argv is None and args.command in ("sync", "status", "verify")
+    args.lean = argv is None and args.command in ("sync", "status", "verify", "runs")
     interrupted = _note_interrupts() if argv is None else None
     try:
         code = args.func(args)

@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from . import cdc, destinations, evolution, fingerprint
 from .cdc import ChangeSet
 from .destinations.base import DeleteResult, Destination
-from .errors import DestinationError, NwError, SchemaChangeError, SyncFailed, SyncInProgress
+from .errors import HINT, DestinationError, NwError, SchemaChangeError, SyncFailed, SyncInProgress, split_hint
 from .holdings import Holdings, holdings_path
 from .holdings import sent_keys as holdings_keys
 from .lake import open_lake, stream_cursor
@@ -418,8 +418,9 @@ def _foreign_keys(run: _Run, reports: dict[str, TableReport]) -> None:
     except NwError as exc:
         for name in run.plan.order:
             if reports[name].status == OK:
+                hint = f"{HINT}{exc.hint}" if exc.hint else ""
                 reports[name] = replace(reports[name], status=FAILED,
-                                        error=f"foreign keys: {exc} (this run's rows are loaded; the constraint is not)")
+                                        error=f"foreign keys: {exc.what} (this run's rows are loaded; the constraint is not){hint}")
 
 
 def _explain(run: _Run, specs: Sequence[TableSpec], exc: NwError) -> str:
@@ -497,12 +498,17 @@ def _delete(run: _Run, name: str, report: TableReport, in_transaction: bool = Fa
 
 
 def raise_for_failures(report: SyncReport) -> SyncReport:
-    ledger = f" (and controle_cargas could not record this: {report.ledger_error})" if report.ledger_error else ""
+    """Raise :class:`SyncFailed` naming the first failed table, its cause and what to do (said once: the
+    table's own hint when its error has one, else a general one)."""
+    ledger_what = split_hint(report.ledger_error)[0] if report.ledger_error else ""
+    ledger = f" (and controle_cargas could not record this: {ledger_what})" if report.ledger_error else ""
     if report.failed:
         first = report.failed[0]
         more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
-        raise SyncFailed(f"table {first.table!r} failed{more}: {first.error}{ledger}", "loaded tables are kept; rerun `nw sync` once it is fixed")
+        what, hint = split_hint(first.error or "no error recorded")
+        raise SyncFailed(f"table {first.table!r} failed{more}: {what}{ledger}",
+                         f"{hint}; tables that loaded are kept" if hint else "tables that loaded are kept; fix the cause and rerun `nw sync`")
     if report.ledger_error:
-        raise SyncFailed(f"every table synced, but the run's final statuses could not be written to controle_cargas: {report.ledger_error}",
+        raise SyncFailed(f"every table synced, but the run's final statuses could not be written to controle_cargas: {ledger_what}",
                          "the data is committed; rerun `nw sync` to record a run that agrees with it")
     return report

@@ -7,15 +7,18 @@ not an ``NwError`` is a bug in nwlib and keeps its traceback.
 from __future__ import annotations
 
 
+HINT = " — "      # between what is wrong and what to do, in every message
+
+
 class NwError(Exception):
-    """Base class: ``str(err)`` is the one line shown to the user."""
+    """Base class: ``str(err)`` is the one line shown to the user: what is wrong, then (after :data:`HINT`) what to do."""
 
     exit_code = 1
 
     def __init__(self, what: str, hint: str | None = None):
         self.what = what
         self.hint = hint
-        super().__init__(f"{what} — {hint}" if hint else what)
+        super().__init__(f"{what}{HINT}{hint}" if hint else what)
 
 
 class ConfigError(NwError):
@@ -80,6 +83,27 @@ class VerifyMismatch(NwError):
     """``nw verify`` found a difference between the lake and the destination."""
 
     exit_code = 1
+
+
+class TablesBehind(NwError):
+    """``nw status``: a table's destination does not hold the lake's rows (differs, never synced, or not known to agree)."""
+
+    exit_code = 7
+
+
+class LastRunFailed(NwError):
+    """``nw status``: a table failed in its last run."""
+
+    exit_code = 8
+
+
+def split_hint(message: str) -> tuple[str, str | None]:
+    """A message as ``NwError`` writes it, back into (what is wrong, what to do or None).
+
+    Messages kept as text (a table report's error, a ledger row's ``erro``) put the hint after the last
+    :data:`HINT`, so code that wraps one in a longer message can say the hint once, at its end."""
+    what, sep, hint = message.rpartition(HINT)
+    return (what, hint.strip() or None) if sep and what.strip() else (message, None)
 
 
 def is_interrupt(exc: BaseException | None) -> bool:

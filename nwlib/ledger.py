@@ -1,15 +1,19 @@
 """The run history read back: ``controle_cargas`` rows grouped into runs.
 
-Every destination returns its ledger rows with ``history()`` (format in
-:mod:`nwlib.records`); this module turns them into one summary per run, as the
-dashboard's History shows them.
+Every destination returns its ledger rows with ``history()`` and
+``run_history()`` (format in :mod:`nwlib.records`); this module turns them into
+one summary per run, as the dashboard's History and ``nw runs`` show them.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
+from . import destinations
+from .destinations.base import Destination
 from .model import FAILED, OK
+from .settings import Settings
 
 
 def runs_from_history(history: Sequence[dict]) -> list[dict]:
@@ -40,3 +44,20 @@ def runs_from_history(history: Sequence[dict]) -> list[dict]:
         out.append(r)
     out.sort(key=lambda r: r["finished"] or r["started"] or datetime.min, reverse=True)
     return out
+
+
+@dataclass(frozen=True)
+class RecentRuns:
+    destination: str                    # where the ledger is, secrets masked
+    runs: tuple[dict, ...]              # newest first, as runs_from_history gives them
+
+
+def recent_runs(settings: Settings, limit: int = 20, destination: Destination | None = None) -> RecentRuns:
+    """The newest ``limit`` runs recorded in the destination's ``controle_cargas``, newest first
+    (:func:`runs_from_history`: run_id, started, finished, status, tables, inserted, updated, deleted, failed, seconds)."""
+    dest = destination or destinations.create(settings)
+    try:
+        return RecentRuns(dest.describe(), tuple(runs_from_history(dest.run_history(limit))[:limit]))
+    finally:
+        if destination is None:
+            dest.close()

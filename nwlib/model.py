@@ -179,6 +179,14 @@ class TableReport:
     def moved(self) -> int:
         return self.inserted + self.updated + self.deleted
 
+    def to_json(self) -> dict:
+        """Plain JSON values under stable keys (``nw sync --json``); in a dry run the counts are what a sync would send."""
+        return {"table": self.table, "mode": self.mode, "status": self.status, "inserted": self.inserted, "updated": self.updated,
+                "deleted": self.deleted, "seconds": round(self.seconds, 3), "started_at": _iso(self.started_at),
+                "finished_at": _iso(self.finished_at), "watermark_before": self.watermark_before.to_json(),
+                "watermark_after": self.watermark_after.to_json(), "error": self.error, "schema_changes": list(self.schema_changes),
+                "notes": list(self.notes)}
+
 
 @dataclass(frozen=True)
 class SyncReport:
@@ -195,3 +203,11 @@ class SyncReport:
     @property
     def failed(self) -> tuple[TableReport, ...]:
         return tuple(t for t in self.tables if t.status == FAILED)
+
+    def to_json(self) -> dict:
+        return {"run_id": self.run_id, "destination": self.destination, "dry_run": self.dry_run, "ok": self.ok,
+                "ledger_error": self.ledger_error, "tables": [t.to_json() for t in self.tables]}
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()

@@ -84,6 +84,16 @@ def report_row(run_id: str, r: TableReport) -> dict:
                       mudancas_schema="; ".join(r.schema_changes) or None, observacoes="; ".join(r.notes) or None)
 
 
+def newest_runs(rows: list[dict], runs: int) -> list[dict]:
+    """The rows (newest first) of the first ``runs`` run ids met in ``rows`` (ledger rows, newest first)."""
+    keep: set = set()
+    for r in rows:
+        if len(keep) >= runs:
+            break
+        keep.add(r.get("run_id"))
+    return [r for r in rows if r.get("run_id") in keep]
+
+
 def merge_ledger_rows(rows: list[dict]) -> list[dict]:
     """One row per table per run, newest first: a run's final row when it wrote one, else its partial
     rows (a load, its deletes) added up — what a run that died before its end left."""

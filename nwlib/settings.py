@@ -296,6 +296,10 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
+# Where a setting's value came from (``nw config``), weakest first.
+DEFAULT, DOTENV, ENVIRONMENT, FLAG = "default", ".env", "environment", "flag"
+
+
 def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
@@ -308,10 +312,20 @@ def load_settings(
     (``DUCKDB_PATH``); ``None`` values are ignored, so CLI flags can be passed
     through as they are.
     """
+    return _load(env, overrides, dotenv)[0]
+
+
+def _load(env, overrides, dotenv) -> tuple[Settings, dict[str, str]]:
+    """The settings, and for each variable set anywhere where its value came from (DOTENV, ENVIRONMENT, FLAG)."""
     source: dict[str, str] = {}
+    origin: dict[str, str] = {}
     if dotenv is not None:
-        source.update(_read_dotenv(Path(dotenv)))
-    source.update(os.environ if env is None else env)
+        found = _read_dotenv(Path(dotenv))
+        source.update(found)
+        origin.update(dict.fromkeys(found, DOTENV))
+    environment = os.environ if env is None else env
+    source.update(environment)
+    origin.update(dict.fromkeys(environment, ENVIRONMENT))
 
     values: dict[str, object] = {}
     for var, (attr, parse) in _PARSERS.items():
@@ -326,9 +340,50 @@ def load_settings(
             raise ConfigError(f"unknown setting {key!r}", f"use one of: {', '.join(sorted(by_field))}")
         var, parse = by_field[attr]
         values[attr] = parse(var, value) if isinstance(value, str) else value
+        origin[var] = FLAG
 
     settings = Settings(**values)
-    return _resolve_paths(settings, explicit_lake="duckdb_path" in values)
+    return _resolve_paths(settings, explicit_lake="duckdb_path" in values), {v: origin[v] for v in _PARSERS if v in origin}
+
+
+@dataclass(frozen=True)
+class Effective:
+    """One setting as a run would use it: its variable, its value (secrets masked) and where it came from."""
+
+    variable: str          # DATABASE_URL
+    field: str             # database_url
+    value: object          # JSON-able: str, int, float, bool, list, dict or None; secrets masked
+    source: str            # DEFAULT | DOTENV | ENVIRONMENT | FLAG
+
+
+def effective_settings(
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    dotenv: Path | str | None = ".env",
+) -> list[Effective]:
+    """Every setting :func:`load_settings` would give (same arguments), with where its value came from.
+
+    Overrides are CLI flags (FLAG); a default that follows another setting (the lake under DESTINATION_PATH)
+    stays DEFAULT.  Passwords (in DATABASE_URL too), S3 keys and tokens are masked."""
+    settings, origin = _load(env, overrides, dotenv)
+    return [Effective(var, attr, _shown(settings, attr), origin.get(var, DEFAULT)) for var, (attr, _) in _PARSERS.items()]
+
+
+def _shown(settings: Settings, attr: str) -> object:
+    value = getattr(settings, attr)
+    if value is None:
+        return None
+    if attr == "database_url":
+        return redact_url(value)
+    if attr in _SECRET_FIELDS:
+        return "***"
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def _resolve_paths(s: Settings, explicit_lake: bool) -> Settings:
@@ -340,6 +395,9 @@ def _resolve_paths(s: Settings, explicit_lake: bool) -> Settings:
         if not (lake.parts and dest.parts and lake.parts[: len(dest.parts)] == dest.parts):
             lake = dest / lake
     return replace(s, destination_path=dest, duckdb_path=lake)
+
+
+_SECRET_FIELDS = frozenset(f.name for f in fields(Settings) if not f.repr)
 
 
 def describe(settings: Settings) -> dict[str, str]:

@@ -36,6 +36,11 @@ class TableCheck:
     def ok(self) -> bool:
         return self.missing == 0 and self.extra == 0 and self.lake_rows == self.dest_rows
 
+    def to_json(self) -> dict:
+        """Stable keys (``nw verify --json``); ``sample_keys``: primary keys (or whole rows) of up to 5 differing rows."""
+        return {"table": self.table, "lake_rows": self.lake_rows, "dest_rows": self.dest_rows, "missing": self.missing,
+                "extra": self.extra, "checksum": self.checksum, "equal": self.ok, "sample_keys": [list(k) for k in self.sample]}
+
 
 def check_table(con: duckdb.DuckDBPyConnection, dest: Destination, spec: TableSpec) -> TableCheck:
     use_exact_json(con)

@@ -169,10 +169,12 @@ def test_the_ledger_and_the_cli_agree_when_a_step_fails_after_the_data_committed
     line = one_line_error(proc)
     assert proc.returncode == 1 and "foreign keys" in line, line
     cli = {}
-    for row in proc.stdout.splitlines():
-        cells = [c.strip() for c in row.split("│")]
-        if len(cells) > 4 and cells[2] in PER_SCALE:
-            cli[cells[2]] = cells[4].split(":")[0]
+    lines = proc.stdout.splitlines()
+    header = next(ln for ln in lines if ln.startswith("table ") and " status " in ln)
+    status_at = header.index(" status ") + 1              # the report's columns are aligned under their header
+    for row in lines[lines.index(header) + 1:]:
+        if row.split()[:1] and row.split()[0] in PER_SCALE:
+            cli[row.split()[0]] = row[status_at:].split()[0]
     run_id = pg.execute(f'SELECT run_id FROM "{schema}".controle_cargas ORDER BY id DESC LIMIT 1').fetchone()[0]
     ledger = dict(pg.execute(f'SELECT tabela_nome, status FROM "{schema}".controle_cargas WHERE run_id = %s', [run_id]).fetchall())
     assert cli == ledger, (cli, ledger)

@@ -120,6 +120,9 @@ class Destination(Protocol):
     def history(self, limit: int = 200) -> list[dict]:
         """Ledger rows, newest first."""
 
+    def run_history(self, runs: int) -> list[dict]:
+        """Every ledger row of the newest ``runs`` runs (as :meth:`history` gives them), newest first (`nw runs`)."""
+
     def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
         """Every row of a table, as canonical text or columns DuckDB can CAST to the lake types (for verify)."""
 

@@ -33,7 +33,7 @@ from ..errors import ConfigError, DestinationError, missing_dependency
 from ..fingerprint import COLUMN as FP
 from ..model import APPEND, MERGE, OK, REPLACE, Column, ForeignKey, TableReport, TableSpec, TableState, Watermark
 from ..readback import file_exprs
-from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, merge_ledger_rows, now, report_row
+from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, merge_ledger_rows, newest_runs, now, report_row
 from ..settings import Settings
 from .base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .objectstore import FileLock, S3Lock, boto3_client, delta_storage_options, errors_as_one_line, parse_s3_uri, prepare_files
@@ -252,7 +252,7 @@ class DeltaDestination(BaseDestination):
         seen: set = set()
         if led is not None:
             with self._errors("read controle_cargas"):
-                t = led.to_pyarrow_table(columns=["run_id", "tabela_nome"])
+                t = led.to_pyarrow_dataset().to_table(columns=["run_id", "tabela_nome"], use_threads=False)
             seen = set(zip(t.column("run_id").to_pylist(), t.column("tabela_nome").to_pylist()))
         rows = []
         for spec in specs:
@@ -421,12 +421,21 @@ class DeltaDestination(BaseDestination):
         self._ledger(rows)
 
     def history(self, limit: int = 200) -> list[dict]:
+        return self._ledger_rows()[:limit]
+
+    def run_history(self, runs: int) -> list[dict]:
+        return newest_runs(self._ledger_rows(), runs)
+
+    def _ledger_rows(self) -> list[dict]:
+        """Every run's rows, one per table per run, newest first."""
         dt = self._table(LEDGER_TABLE)
         if dt is None:
             return []
         with self._errors("read controle_cargas"):
-            rows = dt.to_pyarrow_table().to_pylist()
-        return merge_ledger_rows(rows)[:limit]
+            # One thread: Arrow's scanner threads left running abort the process at exit now and then
+            # ("terminate called without an active exception"); the ledger is small.
+            rows = dt.to_pyarrow_dataset().to_table(use_threads=False).to_pylist()
+        return merge_ledger_rows(rows)
 
     # --- reading back --------------------------------------------------------------
     def scan(self, spec: TableSpec) -> pa.RecordBatchReader:

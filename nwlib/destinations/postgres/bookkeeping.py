@@ -157,6 +157,14 @@ class Bookkeeping:
             [x for row in rows for x in row])
 
     def history(self, limit: int) -> list[dict]:
-        cur = self.conn.execute(f"SELECT * FROM {self.ledger} ORDER BY id DESC LIMIT %s", [limit])
+        return self._rows(f"SELECT * FROM {self.ledger} ORDER BY id DESC LIMIT %s", [limit])
+
+    def run_history(self, runs: int) -> list[dict]:
+        """Every row of the newest ``runs`` runs (the runs whose latest row is newest), newest first."""
+        return self._rows(f"SELECT * FROM {self.ledger} WHERE run_id IN (SELECT run_id FROM {self.ledger} GROUP BY run_id "
+                          "ORDER BY max(id) DESC LIMIT %s) ORDER BY id DESC", [runs])
+
+    def _rows(self, query: str, params: list) -> list[dict]:
+        cur = self.conn.execute(query, params)
         names = [d.name for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]

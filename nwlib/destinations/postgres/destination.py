@@ -174,3 +174,8 @@ class PostgresDestination(BaseDestination):
         with self.session.errors("read history"):
             self.books.ensure()
             return self.books.history(limit)
+
+    def run_history(self, runs: int) -> list[dict]:
+        with self.session.errors("read history"):
+            self.books.ensure()
+            return self.books.run_history(runs)

@@ -290,6 +290,9 @@ class S3Destination(BaseDestination):
     def history(self, limit: int = 200) -> list[dict]:
         return self.history_log.read(self.state.read()["runs"], limit)
 
+    def run_history(self, runs: int) -> list[dict]:
+        return self.history_log.read_runs(self.state.read()["runs"], runs)
+
     # --- reading back --------------------------------------------------------------
     def scan(self, spec: TableSpec) -> pa.RecordBatchReader:
         view, present = self._source(spec.name)
