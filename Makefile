@@ -50,9 +50,9 @@ notebooks: $(STAMP)
 	$(BIN)/papermill notebooks/bootstrap.ipynb data/runs/bootstrap.ipynb $(BOOTSTRAP_ARGS)
 	$(BIN)/papermill notebooks/sync.ipynb data/runs/sync.ipynb $(SYNC_ARGS)
 
-## dashboard: serve the Voila dashboard (notebooks/dashboard.ipynb) on http://127.0.0.1:8866 (PORT=... to change)
+## dashboard: serve the Voila dashboard (notebooks/dashboard.ipynb) on http://127.0.0.1:8866 (PORT=... to change); offline, kernels culled (nwlib/dashboard/serve.py)
 dashboard: $(STAMP)
-	$(BIN)/voila notebooks/dashboard.ipynb --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
+	$(BIN)/python -m nwlib.dashboard.serve notebooks/dashboard.ipynb --port=$(PORT)
 
 ## lint: ruff over the library and tests
 lint: $(STAMP)
