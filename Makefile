@@ -57,9 +57,9 @@ lab: $(STAMP)
 	@$(BIN)/python -m ipykernel install --sys-prefix >/dev/null
 	$(BIN)/jupyter lab notebooks --ServerApp.ip=127.0.0.1 $(LAB_OFFLINE) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-## dashboard: serve the Voila dashboard (notebooks/dashboard.ipynb) on http://127.0.0.1:8866 (PORT=... to change)
+## dashboard: serve the Voila dashboard (notebooks/dashboard.ipynb) on http://127.0.0.1:8866 (PORT=... to change); offline, kernels culled (nwlib/dashboard/serve.py)
 dashboard: $(STAMP)
-	$(BIN)/voila notebooks/dashboard.ipynb --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
+	$(BIN)/python -m nwlib.dashboard.serve notebooks/dashboard.ipynb --port=$(PORT)
 
 ## lint: ruff over the library and tests
 lint: $(STAMP)

@@ -2,10 +2,14 @@
 
 :class:`Dashboard` holds what every tab reads (settings, the lake's plan and
 row counts, the destination's status) and renders a tab the first time it is
-shown.  The lake is opened read-only for reads and writable only for the
-length of one edit (:mod:`nwlib.editing`), so a sync is never blocked by the
-page.  Failures (lake missing, destination down, a rejected edit) are one
-readable line in the page, secrets masked; never a traceback.
+shown: the first render draws the Overview alone.  The destination is read in
+the background on that first render (:mod:`.background`), so the page shows
+the lake at once whatever the destination's latency; the tabs that show the
+destination are redrawn when its answer comes.  The lake is opened read-only
+for reads and writable only for the length of one edit
+(:mod:`nwlib.editing`), so a sync is never blocked by the page.  Failures
+(lake missing, destination down, a rejected edit) are one readable line in the
+page, secrets masked; never a traceback.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from ..errors import NwError, first_line
 from ..model import Plan
 from ..plan import read_plan
 from ..settings import Settings
+from .background import run_later
 from .data import DataTab
 from .edit import EditTab
 from .html import TABLE_STYLE, error_html, ok_html
@@ -40,6 +45,8 @@ class Dashboard:
         self.page_size = page_size
         self.status = None           # last nwlib.status.Status (None when the destination is down)
         self.status_error: str | None = None
+        self.status_pending = False  # the destination is being read (first render)
+        self._reads = 0              # which read of the destination is the latest
         self.plan: Plan | None = None
         self.rows: dict[str, int] = {}
         self._rendered: set[int] = set()
@@ -51,11 +58,12 @@ class Dashboard:
         for t in self.tabs:
             t.box.add_class(f"nw-tab-{t.name}")
         self.tab.observe(lambda change: self._render(change["new"]), names="selected_index")
-        self.reload = w.Button(description="Refresh", icon="refresh", tooltip="re-read the lake and the destination")
+        self.reload = w.Button(description="Refresh", tooltip="re-read the lake and the destination", layout=w.Layout(width="auto", flex="0 0 auto"))
         self.reload_msg = w.HTML()
         self.reload.on_click(lambda b: self.guard(self.reload_msg, self.refresh, ok=lambda _: "re-read the lake and the destination"))
         self.root = w.VBox([w.HTML(TABLE_STYLE), w.HBox([self.header, self.reload], layout=w.Layout(justify_content="space-between")),
-                            self.reload_msg, self.tab])
+                            self.reload_msg, self.tab], layout=w.Layout(width="100%"))
+        self.root.add_class("nw-board")
 
     # --- shared by the tabs -------------------------------------------------------------
     @contextlib.contextmanager
@@ -91,7 +99,7 @@ class Dashboard:
     def dest_name(self) -> str:
         if self.status is not None:
             return self.settings.redact(self.status.destination)
-        return f"{self.settings.destination_type} (not reachable)"
+        return f"{self.settings.destination_type} ({'reading …' if self.status_pending else 'not reachable'})"
 
     def ping_ms(self) -> float:
         dest = destinations.create(self.settings)
@@ -101,27 +109,57 @@ class Dashboard:
             dest.close()
 
     # --- refresh ------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Re-read the lake and the destination; redraw what is on screen."""
+    def refresh(self, wait: bool = True) -> None:
+        """Re-read the lake and the destination; redraw what is on screen.
+
+        ``wait=False`` (the first render) reads the destination in the background and redraws the
+        tabs that show it when the answer comes."""
         self._read_lake()
-        self.refresh_status()
-        self.header.value = (
-            f"<h2 style='margin:4px 0'>NW-Data Workbench</h2><div style='color:#546e7a;font-size:12px'>lake "
-            f"<code>{html.escape(str(self.settings.duckdb_path))}</code> → {html.escape(self.dest_name())}</div>")
+        if wait:
+            self.refresh_status()
+        else:
+            self._reads += 1
+            self.status_pending = True
+        self._show_header()
         self._rendered = set()
         self._render(self.tab.selected_index or 0)
         self._fill_choices()
+        if not wait:
+            read = self._reads
+            run_later(self._read_status, lambda result, error: self._status_read(read, result, error))
+
+    def _show_header(self) -> None:
+        self.header.value = (
+            f"<h2 style='margin:4px 0'>NW-Data Workbench</h2><div style='color:#546e7a;font-size:12px'>lake "
+            f"<code>{html.escape(str(self.settings.duckdb_path))}</code> → {html.escape(self.dest_name())}</div>")
 
     def _read_lake(self) -> None:
         with self.lake() as con:
             self.plan = read_plan(self.settings, con)
             self.rows = {t: lake.row_count(con, self.plan.specs[t]) for t in self.plan.order}
 
-    def refresh_status(self) -> None:
+    def _read_status(self):
         from ..status import status
 
+        return status(self.settings, history_limit=400)
+
+    def _status_read(self, read: int, result, error: BaseException | None) -> None:
+        """The background read of the destination is back: show it, unless a later read replaced it."""
+        if read != self._reads:
+            return
+        self.status_pending = False
+        self.status, self.status_error = (result, None) if error is None else (None, self.message(error))
+        self._show_header()
+        current = self.tab.selected_index or 0
+        self._rendered = {i for i in self._rendered if not self.tabs[i].shows_destination}
+        self._render(current)
+
+    def refresh_status(self) -> None:
+        """Read the destination now (a read still under way in the background is then ignored)."""
+        self._reads += 1
+        self.status_pending = False
         try:
-            self.status, self.status_error = status(self.settings, history_limit=400), None
+            self.status, self.status_error = self._read_status(), None
         except NwError as exc:
             self.status, self.status_error = None, self.message(exc)
 
@@ -166,7 +204,7 @@ def build(duckdb_path: str | None = None, destination_type: str | None = None, p
         return w.VBox([w.HTML("<h2>NW-Data Workbench</h2>"), w.HTML(error_html(str(exc)))])
     board = Dashboard(settings, page_size)
     try:
-        board.refresh()
+        board.refresh(wait=False)
     except Exception as exc:  # noqa: BLE001 - shown as one line, see Dashboard.message
         return w.VBox([w.HTML("<h2>NW-Data Workbench</h2>"), w.HTML(error_html(board.message(exc)))])
     return board.root

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from .. import browse
 from ..model import TableSpec
-from .html import Raw, heading, html_table, tag
+from .html import Raw, heading, html_table, note_html, scroll, tag
 
 if TYPE_CHECKING:
     from .app import Dashboard
@@ -31,6 +31,7 @@ def schema_html(spec: TableSpec) -> str:
 
 class DataTab:
     name = "data"
+    shows_destination = False
 
     def __init__(self, app: Dashboard):
         self.app = app
@@ -40,9 +41,11 @@ class DataTab:
         self.column = w.Dropdown(description="filter", options=[NO_FILTER])
         self.op = w.Dropdown(options=list(browse.OPERATORS), value="=", layout=w.Layout(width="90px"))
         self.value = w.Text(placeholder="value", layout=w.Layout(width="200px"))
-        self.apply = w.Button(description="Apply", icon="filter")
-        self.prev = w.Button(description="◀ Prev", disabled=True)
-        self.next = w.Button(description="Next ▶", disabled=True)
+        auto = w.Layout(width="auto")
+        self.apply = w.Button(description="Apply", tooltip="show only the rows that match the filter", layout=auto)
+        self.clear = w.Button(description="Clear filter", tooltip="show every row again", layout=auto)
+        self.prev = w.Button(description="◀ Prev", disabled=True, layout=auto)
+        self.next = w.Button(description="Next ▶", disabled=True, layout=auto)
         self.info = w.HTML()
         self.rows = w.HTML()
         self.schema = w.HTML()
@@ -52,15 +55,21 @@ class DataTab:
         self._current = None
         self.table.observe(lambda c: self.reset(), names="value")
         self.apply.on_click(lambda b: self.reset(keep_filter=True))
+        self.clear.on_click(lambda b: self.clear_filter())
         self.next.on_click(lambda b: self.page(+1))
         self.prev.on_click(lambda b: self.page(-1))
 
     def render(self) -> None:
         w = self.app.w
+        wrap = w.Layout(flex_flow="row wrap", align_items="center")
         self.box.children = (
-            w.HBox([self.table, self.column, self.op, self.value, self.apply]),
+            w.HBox([self.table, self.column, self.op, self.value, self.apply, self.clear], layout=wrap),
             self.msg, w.HTML(heading("Schema")), self.schema,
-            w.HBox([self.prev, self.next, self.info]), self.rows)
+            w.HBox([self.prev, self.next, self.info], layout=wrap), self.rows)
+        self.reset(keep_filter=True)
+
+    def clear_filter(self) -> None:
+        self.column.value, self.value.value = NO_FILTER, ""
         self.reset(keep_filter=True)
 
     def reset(self, keep_filter: bool = False) -> None:
@@ -93,15 +102,28 @@ class DataTab:
             return
         self.msg.value = ""
         first = len(self._cursors) * app.page_size
-        self.rows.value = html_table(page.columns, page.rows, "nw-rows")
         if page.last is not None:
             self._page_last = page.last
         self._current = cursor
         shown = len(page.rows)
-        self.info.value = (f"&nbsp;rows {first + 1 if shown else 0:,}–{first + shown:,} of {page.total:,}"
-                           f" · page {len(self._cursors) + 1:,} of {max(1, -(-page.total // app.page_size)):,}")
         self.prev.disabled = not self._cursors
         self.next.disabled = first + shown >= page.total
+        if page.total == 0:
+            self.info.value = "&nbsp;no rows"
+            self.rows.value = note_html(self.empty_message(spec.name))
+            return
+        self.rows.value = scroll(html_table(page.columns, page.rows, "nw-rows"))
+        self.info.value = (f"&nbsp;rows {first + 1:,}–{first + shown:,} of {page.total:,}"
+                           f" · page {len(self._cursors) + 1:,} of {max(1, -(-page.total // app.page_size)):,}")
+
+    def empty_message(self, table: str) -> str:
+        """Why there is no row to show, and what to do about it."""
+        flt = self._filter()
+        if flt is None:
+            return f"{table} has no rows yet: add one in the Edit tab, or load the lake (nw bootstrap)."
+        cond = f"{flt.column} {flt.op}" + ("" if flt.op == "is null" else f" {flt.value!r}")
+        return (f"No row of {table} matches the filter {cond} (0 of {self.app.rows.get(table, 0):,} rows). "
+                "Press Clear filter to see every row, or change the value and press Apply.")
 
     def page(self, direction: int) -> None:
         if direction > 0 and self._page_last is not None:

@@ -5,9 +5,8 @@ import html
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .. import editing
+from .. import browse, editing
 from ..errors import InputRejected
-from ..sql import ident
 
 if TYPE_CHECKING:
     from .app import Dashboard
@@ -15,6 +14,7 @@ if TYPE_CHECKING:
 
 class EditTab:
     name = "edit"
+    shows_destination = False
 
     def __init__(self, app: Dashboard):
         self.app = app
@@ -24,11 +24,12 @@ class EditTab:
         self.fields: dict[str, object] = {}
         self.form = w.VBox()
         self.msg = w.HTML()
-        self.load = w.Button(description="Load by key", icon="search")
-        self.insert = w.Button(description="Insert", button_style="success", icon="plus")
-        self.update = w.Button(description="Update", button_style="info", icon="pencil")
-        self.delete = w.Button(description="Delete", button_style="danger", icon="trash")
-        self.confirm = w.Checkbox(description="confirm delete", value=False, indent=False)
+        auto = w.Layout(width="auto")
+        self.load = w.Button(description="Load by key", layout=auto)
+        self.insert = w.Button(description="Insert", button_style="success", layout=auto)
+        self.update = w.Button(description="Update", button_style="info", layout=auto)
+        self.delete = w.Button(description="Delete", button_style="danger", layout=auto)
+        self.confirm = w.Checkbox(description="confirm delete", value=False, indent=False, layout=auto)
         self.table.observe(lambda c: self.build_form(), names="value")
         for button, action in ((self.load, "load"), (self.insert, "insert"), (self.update, "update"), (self.delete, "delete")):
             button.on_click(lambda b, action=action: self.act(action))
@@ -39,7 +40,7 @@ class EditTab:
             w.HTML("<div style='color:#546e7a'>Change a row in the lake, then run a sync to watch it travel. "
                    "Update bumps the incremental column; delete is refused while child rows point to the row.</div>"),
             self.table, self.form,
-            w.HBox([self.load, self.insert, self.update, self.delete, self.confirm]), self.msg)
+            w.HBox([self.load, self.insert, self.update, self.delete, self.confirm], layout=w.Layout(flex_flow="row wrap")), self.msg)
         self.build_form()
 
     def build_form(self) -> None:
@@ -52,7 +53,7 @@ class EditTab:
         for c in spec.columns:
             role = " (PK)" if c.name in spec.primary_key else (" (auto: incremental)" if c.name == spec.incremental_column else "")
             field = w.Text(placeholder=c.type, description=c.name, style={"description_width": "160px"},
-                           layout=w.Layout(width="520px"), tooltip=c.type + role)
+                           layout=w.Layout(width="520px", max_width="100%"), tooltip=c.type + role)
             self.fields[c.name] = field
             rows.append(w.HBox([field, w.HTML(f"<span style='color:#78909c;font-size:11px'>&nbsp;{html.escape(c.type + role)}</span>")]))
         self.form.children = rows
@@ -60,12 +61,9 @@ class EditTab:
         # Start from a real row (the first by key), so the form shows what a row looks like.
         if spec.primary_key:
             with self.app.lake() as con:
-                keys = ", ".join(ident(k) for k in spec.primary_key)
-                cur = con.execute(f"SELECT * FROM {spec.source} ORDER BY {keys} LIMIT 1")
-                row = cur.fetchone()
-                names = [d[0] for d in cur.description]
-            if row:
-                self.fill(dict(zip(names, row)))
+                first = browse.read_page(con, spec, None, None, 1, total=self.app.rows.get(spec.name, 0))
+            if first.rows:
+                self.fill(dict(zip(first.columns, first.rows[0])))
 
     def fill(self, row: dict) -> None:
         for name, field in self.fields.items():

@@ -7,11 +7,18 @@ from datetime import datetime
 
 ERROR_STYLE = "color:#b00020;background:#fdecea;border:1px solid #f5c2c7;padding:6px 10px;border-radius:4px;margin:4px 0"
 OK_STYLE = "color:#1b5e20;background:#e8f5e9;border:1px solid #a5d6a7;padding:6px 10px;border-radius:4px;margin:4px 0"
+NOTE_STYLE = "color:#37474f;background:#eceff1;border:1px solid #cfd8dc;padding:6px 10px;border-radius:4px;margin:4px 0"
+# Every style the page needs is here (no stylesheet, font or icon is fetched).  Tables wrap their cells; a table
+# that is still wider than the window (a lake table's rows) scrolls inside its own .nw-scroll box.
 TABLE_STYLE = ("<style>.nw-t{border-collapse:collapse;font:12px/1.4 system-ui,sans-serif;margin:4px 0}"
-               ".nw-t th{background:#eceff1;text-align:left;padding:3px 8px;border-bottom:1px solid #b0bec5}"
-               ".nw-t td{padding:2px 8px;border-bottom:1px solid #eceff1;max-width:320px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}"
-               ".nw-schemas td{white-space:normal}.nw-t td.n{text-align:right;font-variant-numeric:tabular-nums}.nw-kpi{display:inline-block;margin:4px 18px 4px 0}"
-               ".nw-kpi b{display:block;font-size:20px}.nw-tag{font-size:10px;padding:0 4px;border-radius:3px;margin-left:4px;color:#fff}"
+               ".nw-t th{background:#eceff1;text-align:left;padding:3px 8px;border-bottom:1px solid #b0bec5;white-space:nowrap}"
+               ".nw-t td{padding:2px 8px;border-bottom:1px solid #eceff1;overflow-wrap:break-word}"
+               ".nw-scroll{overflow-x:auto;max-width:100%}.nw-rows td{white-space:nowrap}"
+               ".nw-t td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+               ".nw-kpi{display:inline-block;margin:4px 18px 4px 0}.nw-kpi b{display:block;font-size:20px}"
+               ".nw-tag{font-size:10px;padding:0 4px;border-radius:3px;margin-left:4px;color:#fff;white-space:nowrap}"
+               ".nw-charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.nw-charts>div{flex:1 1 380px;min-width:0}"
+               ".nw-wide{align-self:stretch;width:auto;min-width:0}.nw-wide .widget-html-content{width:100%}"
                "</style>")
 TAGS = {"PK": "#6a1b9a", "FK": "#00838f", "INC": "#ef6c00"}
 
@@ -41,6 +48,17 @@ def html_table(columns: Sequence[str], rows: Sequence[Sequence], cls: str = "") 
     return f"<table class='nw-t {cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def scroll(table: str) -> str:
+    """A table that may be wider than the window, in a box that scrolls sideways instead of spilling."""
+    return f"<div class='nw-scroll'>{table}</div>"
+
+
+def wide(widget):
+    """An HTML widget as wide as its column, no wider (what a chart needs to shrink with the window)."""
+    widget.add_class("nw-wide")
+    return widget
+
+
 def tag(kind: str, text: str | None = None) -> Raw:
     return Raw(f"<span class='nw-tag' style='background:{TAGS[kind]}'>{html.escape(text or kind)}</span>")
 
@@ -51,6 +69,11 @@ def error_html(message: str) -> str:
 
 def ok_html(message: str) -> str:
     return f"<div class='nw-ok' style='{OK_STYLE}'>✓ {html.escape(message)}</div>"
+
+
+def note_html(message: str) -> str:
+    """A neutral one-line message (nothing went wrong, but there is nothing to show)."""
+    return f"<div class='nw-note' style='{NOTE_STYLE}'>{html.escape(message)}</div>"
 
 
 def heading(text: str) -> str:

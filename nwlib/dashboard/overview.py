@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..ledger import runs_from_history
 from . import charts
-from .html import error_html, html_table, size
+from .html import error_html, html_table, note_html, scroll, size, wide
 
 if TYPE_CHECKING:
     from .app import Dashboard
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 class OverviewTab:
     name = "overview"
+    shows_destination = True
 
     def __init__(self, app: Dashboard):
         self.app = app
@@ -33,20 +34,26 @@ class OverviewTab:
             kpis.append(("last sync", f"{r['finished'] or r['started']:%Y-%m-%d %H:%M:%S} UTC · {r['status']}"))
         elif app.status:
             kpis.append(("last sync", "never"))
+        elif app.status_pending:
+            kpis.append(("last sync", "reading …"))
         top = "".join(f"<div class='nw-kpi'>{html.escape(k)}<b>{html.escape(str(v))}</b></div>" for k, v in kpis)
+        unknown = "…" if app.status_pending else "—"
         rows = []
         for t in plan.order:
             s = plan.specs[t]
             st = last.get(t)
             rows.append([t, app.rows[t], len(s.columns), ", ".join(s.primary_key) or "—", s.incremental_column or "—", s.mode,
                          ", ".join(fk.ref_table for fk in s.foreign_keys) or "—",
-                         (st.last_run if st and st.last_run else "never") if app.status else "—",
-                         (st.last_status or "—") if st else "—"])
+                         (st.last_run if st and st.last_run else "never") if app.status else unknown,
+                         (st.last_status or "—") if st else unknown])
         table = html_table(["table", "rows", "columns", "primary key", "incremental", "mode", "references", "last sync", "status"],
                            rows, "nw-overview")
-        bar_out, graph_out = w.Output(), w.Output()
-        charts.show(bar_out, charts.rows_per_table(plan.order, app.rows))
-        charts.show(graph_out, charts.fk_graph(plan, app.rows))
-        notes = [w.HTML(error_html(f"destination: {app.status_error}"))] if app.status_error else []
-        self.box.children = (*notes, w.HTML(top), w.HTML(table), w.HBox([bar_out, graph_out], layout=w.Layout(width="100%")))
-        bar_out.layout.width = graph_out.layout.width = "50%"
+        charts_html = (f"<div class='nw-charts'><div>{charts.rows_per_table(plan.order, app.rows)}</div>"
+                       f"<div>{charts.fk_graph(plan, app.rows)}</div></div>")
+        if app.status_error:
+            notes = [w.HTML(error_html(f"destination: {app.status_error}"))]
+        elif app.status_pending:
+            notes = [w.HTML(note_html(f"reading the destination ({app.settings.destination_type}) …"))]
+        else:
+            notes = []
+        self.box.children = (*notes, w.HTML(top), w.HTML(scroll(table)), wide(w.HTML(charts_html)))
