@@ -22,11 +22,11 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from . import cdc, destinations, evolution, fingerprint
 from .cdc import ChangeSet
 from .destinations.base import DeleteResult, Destination
-from .errors import HINT, DestinationError, NwError, SchemaChangeError, SyncFailed, SyncInProgress, split_hint
+from .errors import HINT, DestinationError, NwError, QualityGateFailed, SchemaChangeError, SyncFailed, SyncInProgress, split_hint
 from .holdings import Holdings, holdings_path
 from .holdings import sent_keys as holdings_keys
 from .lake import open_lake, stream_cursor
-from .model import APPEND, FAILED, MERGE, OK, PLANNED, REPLACE, SKIPPED, Plan, SyncReport, TableReport, TableSpec, TableState
+from .model import APPEND, FAILED, HELD, MERGE, OK, PLANNED, REPLACE, SKIPPED, Plan, SyncReport, TableReport, TableSpec, TableState
 from .plan import read_plan
 from .progress import ProgressSink
 from .records import new_run_id, now
@@ -76,6 +76,8 @@ class _Run:
     states: dict[str, TableState] = field(default_factory=dict)
     changes: dict[str, ChangeSet] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)        # tables a quality check holds back, and why
+    checks: tuple = ()                                         # the quality checks' results (nwlib.quality.CheckResult)
     notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     stopped: SyncInProgress | None = None     # this run lost its lock: it writes nothing more
     _commits: itertools.count = field(default_factory=itertools.count)
@@ -96,13 +98,15 @@ class _Run:
 
 def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: bool = False,
          dry_run: bool = False, show_progress: bool = True, destination: Destination | None = None,
-         progress: ProgressFactory | None = None) -> SyncReport:
+         progress: ProgressFactory | None = None, run_id: str | None = None,
+         steps: Sequence[TableReport] = ()) -> SyncReport:
     """Run one sync; returns the report (``report.ok`` says if every table made it).
 
     ``dry_run`` works out the same change sets and reports them (inserts, updates, deletes per table)
     without writing to the destination.  ``progress(total_rows)`` makes the progress display
-    (a dashboard's bar); default tqdm."""
-    run_id = new_run_id()
+    (a dashboard's bar); default tqdm.  ``run_id`` and ``steps``: a pipeline's run (``nw run``) whose
+    earlier steps (dbt's models) are recorded in ``controle_cargas`` under the same run id."""
+    run_id = run_id or new_run_id()
     with open_lake(settings) as con:
         plan = read_plan(settings, con, tables, full_refresh)
         dest = destination or destinations.create(settings)
@@ -112,7 +116,7 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
             with contextlib.ExitStack() as held:
                 # Taking the lock connects first: a refused connection is retried like any other.
                 _retrying(settings)(lambda: held.enter_context(dest.lock()))
-                return _sync(settings, con, dest, plan, run_id, show_progress, progress)
+                return _sync(settings, con, dest, plan, run_id, show_progress, progress, tuple(steps))
         finally:
             if destination is None:
                 dest.close()
@@ -126,6 +130,7 @@ def _dry_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str
     run = _open_run(settings, con, dest, plan, run_id)
     try:
         run.states = dest.states(plan.order)
+        _run_checks(run)
         _work_out_changes(run, apply_policy=True)
         reports = []
         for name in plan.order:
@@ -134,19 +139,22 @@ def _dry_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str
                 reports.append(TableReport(name, spec.mode, FAILED, error=run.problems[name]))
                 continue
             cs = run.changes[name]
-            reports.append(TableReport(name, _mode(cs), PLANNED, inserted=cs.inserts, updated=cs.rows - cs.inserts, deleted=cs.deletes,
-                                       watermark_before=cs.watermark_before, watermark_after=cs.watermark_after, notes=cs.notes))
-        return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True)
+            status, error = (HELD, run.held[name]) if name in run.held else (PLANNED, None)
+            reports.append(TableReport(name, _mode(cs), status, inserted=cs.inserts, updated=cs.rows - cs.inserts, deleted=cs.deletes,
+                                       watermark_before=cs.watermark_before, watermark_after=cs.watermark_after, error=error,
+                                       notes=run.notes.get(name, ()) + cs.notes))
+        return SyncReport(run_id, dest.capabilities.name, tuple(reports), dry_run=True, checks=run.checks)
     finally:
         run.holdings.close()
 
 
 def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, show_progress: bool,
-          make_progress: ProgressFactory | None = None) -> SyncReport:
+          make_progress: ProgressFactory | None = None, steps: tuple[TableReport, ...] = ()) -> SyncReport:
     run = _open_run(settings, con, dest, plan, run_id)
     reports: dict[str, TableReport] = {}
     try:
         run.states = run.call(lambda: dest.states(plan.order))
+        _run_checks(run)
         sent = _apply_policies(run)
         schema_changes = run.call(lambda: dest.prepare([cdc.transfer_spec(s) for s in sent.values()], plan.full_refresh))
         for name, error in dest.schema_errors().items():
@@ -171,10 +179,39 @@ def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, s
     # Each table's ledger row was written with its rows (status ok); the final statuses (a later failure
     # such as the foreign-key step, skips, notes) go in now.  If that cannot be written the report says so.
     try:
-        run.call(lambda: dest.record(run_id, final))
+        run.call(lambda: dest.record(run_id, steps + final))
     except NwError as exc:
-        return SyncReport(run_id, dest.capabilities.name, final, ledger_error=str(exc))
-    return SyncReport(run_id, dest.capabilities.name, final)
+        return SyncReport(run_id, dest.capabilities.name, final, ledger_error=str(exc), checks=run.checks, steps=steps)
+    return SyncReport(run_id, dest.capabilities.name, final, checks=run.checks, steps=steps)
+
+
+def record_steps(settings: Settings, run_id: str, steps: Sequence[TableReport]) -> None:
+    """Record a pipeline's steps in ``controle_cargas`` when no sync follows them (dbt failed: nothing is published)."""
+    dest = destinations.create(settings)
+    try:
+        with contextlib.ExitStack() as held:
+            _retrying(settings)(lambda: held.enter_context(dest.lock()))
+            _retrying(settings)(lambda: dest.prepare([], frozenset()))
+            _retrying(settings)(lambda: dest.record(run_id, tuple(steps)))
+    finally:
+        dest.close()
+
+
+def _run_checks(run: _Run) -> None:
+    """The quality gate (CHECKS_FILE), before anything is sent: a failed ``error`` check holds its table and
+    the tables that depend on it back this run; a failed ``warn`` check is noted on its table."""
+    from . import quality
+
+    checks = quality.load_checks(run.settings.checks_file)
+    if not checks:
+        return
+    published = {t: (st.row_count if st.loaded else None) for t, st in run.states.items()}
+    run.checks = quality.run_checks(run.con, run.plan.model or run.plan.specs, checks, run.plan.order, published,
+                                    source=str(run.settings.checks_file))
+    for r in run.checks:
+        if not r.passed and not r.blocking:
+            run.note(r.check.table, r.line())
+    run.held = quality.held_back(run.plan.specs, run.checks)
 
 
 # --- change sets ------------------------------------------------------------------------------
@@ -277,6 +314,13 @@ def _load_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport]
     if run.stopped:
         for t in tables:
             reports[t] = TableReport(t, plan.specs[t].mode, SKIPPED, started_at=started, finished_at=now(), error=f"skipped: {run.stopped.what}")
+        return
+    held = [t for t in tables if t in run.held]
+    if held:
+        for t in tables:
+            why = run.held.get(t) or f"held back with {held[0]} (loaded in one step): {run.held[held[0]]}"
+            reports[t] = TableReport(t, plan.specs[t].mode, HELD, started_at=started, finished_at=now(), error=why,
+                                     notes=run.notes.get(t, ()))
         return
     blocked = [fk.ref_table for t in tables for fk in plan.specs[t].foreign_keys
                if fk.ref_table in reports and reports[fk.ref_table].status != OK]
@@ -508,6 +552,11 @@ def raise_for_failures(report: SyncReport) -> SyncReport:
         what, hint = split_hint(first.error or "no error recorded")
         raise SyncFailed(f"table {first.table!r} failed{more}: {what}{ledger}",
                          f"{hint}; tables that loaded are kept" if hint else "tables that loaded are kept; fix the cause and rerun `nw sync`")
+    if report.held:
+        first = report.held[0]
+        more = f" (and {len(report.held) - 1} more table(s))" if len(report.held) > 1 else ""
+        raise QualityGateFailed(f"table {first.table!r} was held back{more}: {first.error}{ledger}",
+                                "fix the data (or the check in CHECKS_FILE) and rerun; the destination keeps its last good state")
     if report.ledger_error:
         raise SyncFailed(f"every table synced, but the run's final statuses could not be written to controle_cargas: {ledger_what}",
                          "the data is committed; rerun `nw sync` to record a run that agrees with it")

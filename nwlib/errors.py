@@ -97,6 +97,19 @@ class LastRunFailed(NwError):
     exit_code = 8
 
 
+class QualityGateFailed(NwError):
+    """A quality check of severity ``error`` failed: its table (and those depending on it) were not published."""
+
+    exit_code = 9
+
+
+class TransformFailed(NwError):
+    """``dbt build`` failed: a model did not build or a test (severity error) failed; nothing was published."""
+
+    exit_code = 10
+    result = None     # the dbt run's nwlib.transform.TransformResult, when dbt got as far as running nodes
+
+
 def split_hint(message: str) -> tuple[str, str | None]:
     """A message as ``NwError`` writes it, back into (what is wrong, what to do or None).
 
@@ -138,3 +151,4 @@ def first_line(exc: BaseException | str) -> str:
 def missing_dependency(package: str, extra: str | None = None) -> MissingDependency:
     fix = f'pip install "nwlib[{extra}]"' if extra else f"pip install {package}"
     return MissingDependency(f"the optional package '{package}' is not installed", f"run: {fix}")
+

@@ -42,7 +42,9 @@ OK = "ok"                  # its rows (and deletes) are durable
 FAILED = "failed"          # nothing of this run's step for it is kept; `erro` says why
 SKIPPED = "skipped"        # not attempted: a parent table failed
 PLANNED = "planned"        # dry run: what a sync would send
-STATUSES = (OK, FAILED, SKIPPED, PLANNED)
+TRANSFORM = "transform"    # a ledger row's mode for a dbt model built by `nw run` (not a published table)
+HELD = "held"              # not published: a quality check failed on it (or on a parent); the destination keeps its last state
+STATUSES = (OK, FAILED, SKIPPED, PLANNED, HELD)
 
 
 LAKE_DEFAULT_SCHEMA = "main"
@@ -195,10 +197,17 @@ class SyncReport:
     tables: tuple[TableReport, ...] = field(default_factory=tuple)
     dry_run: bool = False
     ledger_error: str | None = None     # the final statuses could not be written to controle_cargas
+    checks: tuple = ()                  # the quality checks run before publishing (nwlib.quality.CheckResult)
+    steps: tuple[TableReport, ...] = ()  # earlier steps of the same run (nw run: dbt's models), recorded with it
 
     @property
     def ok(self) -> bool:
-        return all(t.status != FAILED for t in self.tables) and self.ledger_error is None
+        """Every table made it: none failed, none was held back by a quality check, and the ledger took the run."""
+        return all(t.status not in (FAILED, HELD) for t in self.tables) and self.ledger_error is None
+
+    @property
+    def held(self) -> tuple[TableReport, ...]:
+        return tuple(t for t in self.tables if t.status == HELD)
 
     @property
     def failed(self) -> tuple[TableReport, ...]:

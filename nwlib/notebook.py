@@ -75,6 +75,38 @@ def bar_chart(frame, x: str, y: str, title: str):
     return bars(list(frame[x]), list(frame[y]), title, ylabel=y)
 
 
+def dbt_line(line: str) -> None:
+    """dbt's progress lines as a notebook shows them (its 'n of N OK …' lines; the rest is in .nw/dbt/logs)."""
+    if " of " in line and any(w in line for w in ("OK", "PASS", "FAIL", "ERROR", "WARN", "SKIP")) or "Completed" in line:
+        print(line.split(" ", 1)[-1] if line[:2].isdigit() else line)
+
+
+def transform_frame(result):
+    """One row per dbt model and test: kind, status, seconds, failing rows."""
+    import pandas as pd
+
+    return pd.DataFrame([{"node": n.name, "kind": n.kind, "model": n.model or (n.name if n.kind == "model" else ""), "status": n.status,
+                          "seconds": round(n.seconds, 3), "failing rows": n.failures or 0} for n in result.nodes],
+                        columns=["node", "kind", "model", "status", "seconds", "failing rows"])
+
+
+def transform_chart(result):
+    """Seconds per dbt model, as an image."""
+    from .charts import bars
+
+    return bars([m.name for m in result.models], [m.seconds for m in result.models],
+                f"dbt models: {len(result.models)} built, {len(result.tests)} tests, {result.seconds:.1f} s in all", ylabel="seconds")
+
+
+def checks_frame(report: SyncReport):
+    """The quality checks a sync ran before publishing: table, check, severity, result, bad rows, sample keys."""
+    import pandas as pd
+
+    return pd.DataFrame([{"table": r.check.table, "check": r.check.name, "severity": r.check.severity,
+                          "result": "passed" if r.passed else "FAILED", "bad rows": r.bad_rows, "sample": ", ".join(r.sample)}
+                         for r in report.checks], columns=["table", "check", "severity", "result", "bad rows", "sample"])
+
+
 def explore_connection(duckdb_path: str | Path | None = None):
     """A read-only DuckDB connection to the lake for jupysql (``%sql conn``).
 

@@ -58,6 +58,8 @@ class Settings:
     retry_window_seconds: float = 7.0        # retries stop this long after a step's first failure (see nwlib.engine)
     cdc_lookback_seconds: float = 0.0
     duckdb_memory_limit: str = "256MB"
+    checks_file: Path = Path("checks.yml")      # quality checks run before publishing (absent: none)
+    dbt_project_dir: Path = Path("transform")   # the dbt project `nw transform` builds
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
     append_only_tables: frozenset[str] = frozenset()
     full_replace_tables: frozenset[str] = frozenset()
@@ -249,6 +251,8 @@ _PARSERS = {
     "RETRY_WINDOW_SECONDS": ("retry_window_seconds", _float),
     "CDC_LOOKBACK_SECONDS": ("cdc_lookback_seconds", _float),
     "DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", lambda n, v: _nonempty(n, v)),
+    "CHECKS_FILE": ("checks_file", lambda n, v: Path(v)),
+    "DBT_PROJECT_DIR": ("dbt_project_dir", lambda n, v: Path(v)),
     "INCREMENTAL_COLUMNS": ("incremental_columns", _pairs),
     "APPEND_ONLY_TABLES": ("append_only_tables", lambda n, v: _names(v)),
     "FULL_REPLACE_TABLES": ("full_replace_tables", lambda n, v: _names(v)),

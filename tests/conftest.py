@@ -127,6 +127,13 @@ def pg(pg_route):
         yield c
 
 
+@pytest.fixture(autouse=True)
+def _no_repository_checks(monkeypatch, tmp_path):
+    """The repository's checks.yml is for the sample project: a test (and the `nw` it starts) runs the checks it
+    writes itself, at tmp_path/checks.yml."""
+    monkeypatch.setenv("CHECKS_FILE", str(tmp_path / "checks.yml"))
+
+
 @pytest.fixture
 def lake_path(tmp_path) -> Path:
     return tmp_path / "lake.duckdb"
@@ -143,6 +150,7 @@ def make_settings(pg_url, pg_schema, lake_path, tmp_path):
             "DESTINATION_PATH": str(tmp_path),
             "MAX_RETRIES": "2",
             "RETRY_BASE_SECONDS": "0.05",
+            "CHECKS_FILE": str(tmp_path / "checks.yml"),    # none unless the test writes one
         }
         base.update({k: str(v) for k, v in env.items()})
         return load_settings(env=base, dotenv=None)

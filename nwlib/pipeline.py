@@ -1,0 +1,74 @@
+"""``nw run``: transform → check → sync, one run id across the three steps.
+
+1. **transform** — ``dbt build`` of the project (:mod:`nwlib.transform`); if a model or a test fails the run
+   stops there: nothing is published (the destination keeps its last good state) and the failure is
+   recorded in ``controle_cargas``;
+2. **check** — the quality gate (:mod:`nwlib.quality`) runs inside the sync, before anything is sent;
+3. **sync** — publishes what passed; held tables keep their last good state.
+
+Each dbt model gets a ``controle_cargas`` row (``modo`` ``transform``, named ``dbt:<model>``, with its tests'
+outcome), under the same ``run_id`` as the tables the sync publishes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from . import engine
+from .errors import TransformFailed
+from .model import FAILED, OK, SKIPPED, TRANSFORM, SyncReport, TableReport
+from .records import new_run_id, now
+from .settings import Settings
+from .transform import TransformResult, transform
+
+LEDGER_PREFIX = "dbt:"
+
+
+@dataclass(frozen=True)
+class PipelineReport:
+    run_id: str
+    transform: TransformResult
+    sync: SyncReport
+
+    @property
+    def ok(self) -> bool:
+        return self.transform.ok and self.sync.ok
+
+
+def model_reports(result: TransformResult) -> tuple[TableReport, ...]:
+    """One ledger row per dbt model: its status, its time, its tests."""
+    finished = result.finished_at
+    out = []
+    for m in result.models:
+        tests = [t for t in result.tests if t.model == m.name]
+        bad = [t for t in tests if t.status in ("fail", "error")]
+        warned = [t for t in tests if t.status == "warn"]
+        status = OK if m.status == "success" and not bad else (SKIPPED if m.status == "skipped" else FAILED)
+        error = None
+        if m.status not in ("success", "skipped"):
+            error = (m.message.splitlines() or [m.status])[0]
+        elif bad:
+            error = "; ".join(f"test {t.name} {t.status}" + (f" ({t.failures:,} rows)" if t.failures else "") for t in bad)
+        notes = (f"dbt: {len(tests) - len(bad) - len(warned)} of {len(tests)} tests passed" + (f", {len(warned)} warned" if warned else ""),)
+        out.append(TableReport(LEDGER_PREFIX + m.name, TRANSFORM, status, started_at=finished - timedelta(seconds=m.seconds),
+                               finished_at=finished, error=error, notes=notes if tests else ()))
+    return tuple(out)
+
+
+def run(settings: Settings, select: str | Sequence[str] | None = None, full_refresh: bool = False,
+        tables: Iterable[str] | None = None, echo: Callable[[str], None] | None = None,
+        show_progress: bool = True) -> PipelineReport:
+    """Transform, check, publish.  Raises :class:`~nwlib.errors.TransformFailed` (recorded in the ledger, nothing
+    published) when dbt fails; otherwise returns the report (``raise_for_failures`` on ``.sync`` as for a sync)."""
+    run_id = new_run_id()
+    started = now()
+    try:
+        result = transform(settings, select, full_refresh, echo)
+    except TransformFailed as exc:
+        steps = model_reports(exc.result) if exc.result is not None else (
+            TableReport(LEDGER_PREFIX + "build", TRANSFORM, FAILED, started_at=started, finished_at=now(), error=str(exc)),)
+        engine.record_steps(settings, run_id, steps)
+        raise
+    report = engine.sync(settings, tables, show_progress=show_progress, run_id=run_id, steps=model_reports(result))
+    return PipelineReport(run_id, result, report)
