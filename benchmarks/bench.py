@@ -348,6 +348,36 @@ def dashboard_first_render(url: str, workdir: Path, scale: float, repeats: int) 
 
 DASHBOARD_TARGET_S = 3.0
 
+def pipeline_cost(url: str, work: Path, scale: float) -> dict:
+    """The sample lake at ``scale``: the quality checks of checks.yml alone (in process), then `nw run` (dbt build
+    of transform/, the checks, the sync into a fresh schema) as a child process, first and again with no change."""
+    from nwlib import lake as nwlake
+    from nwlib import quality
+    from nwlib.bootstrap import bootstrap
+
+    root = Path(__file__).resolve().parents[1]
+    path = work / "sample.duckdb"
+    bootstrap(path, scale=scale, seed=42)
+    con = nwlake.connect(path)
+    try:
+        specs = nwlake.read_specs(con)
+        checks = quality.load_checks(root / "checks.yml")
+        rows = sum(nwlake.row_count(con, s) for s in specs.values() if s.name in {c.table for c in checks})
+        check_s = timed(lambda: quality.run_checks(con, specs, checks))
+    finally:
+        con.close()
+    schema = fresh_schema(url)
+    env = {**child_env(url, schema, path, work / "pipeline"), "CHECKS_FILE": str(root / "checks.yml"),
+           "DBT_PROJECT_DIR": str(root / "transform")}
+    try:
+        first = nw_child(env, "run")
+        again = nw_child(env, "run")
+    finally:
+        drop_schema(url, schema)
+        path.unlink(missing_ok=True)
+    return {"scale": scale, "checks": len(checks), "checked_rows": rows, "checks_seconds": check_s,
+            "run_first": first, "run_again": again}
+
 
 def main(argv=None) -> int:
     ensure_runtime_dir()
@@ -358,6 +388,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-dlt", action="store_true")
     p.add_argument("--skip-5n", action="store_true")
+    p.add_argument("--pipeline-scale", type=float, default=100, help="sample-lake scale for the checks / `nw run` costs (0: skip)")
     p.add_argument("--out", default="data/runs/bench.json")
     p.add_argument("--dashboard-scale", type=float, default=100, help="sample-lake scale of the dashboard measurement (100: 5.1 M rows)")
     p.add_argument("--only-dashboard", action="store_true", help="measure the dashboard's first render alone (writes data/runs/bench-dashboard.json)")
@@ -396,6 +427,10 @@ def main(argv=None) -> int:
             rss_5n = rss_run(url, lake5, work)
         console.print("incremental rounds …")
         inc = incremental_rounds(url, lake, work, n, args.repeats)
+        pipe = None
+        if args.pipeline_scale:
+            console.print(f"quality checks and `nw run` on the sample lake at scale {args.pipeline_scale:g} …")
+            pipe = pipeline_cost(url, work, args.pipeline_scale)
         console.print("whole process: full, no change, 1 % change, fresh machine …")
         proc = {"N": whole_process(url, lake, work, n, args.repeats)}
         if not args.skip_5n:
@@ -435,6 +470,14 @@ def main(argv=None) -> int:
     add(f"dashboard first render (scale {dash['scale']:g}, {dash['rows']:,} lake rows)", dash["seconds"], 0,
         note=f"fresh process: imports + dashboard.build(); target <= {DASHBOARD_TARGET_S:g} s", vs_ext=False)
 
+    if pipe is not None:
+        add(f"quality checks ({pipe['checks']}) at scale {pipe['scale']:g}", pipe["checks_seconds"], pipe["checked_rows"],
+            note="in process, set-based DuckDB queries over the checked tables", vs_ext=False)
+        add(f"nw run (dbt build + checks + sync) at scale {pipe['scale']:g}", pipe["run_first"][0], 0, pipe["run_first"][1],
+            note="whole process, first publication", vs_ext=False)
+        add(f"nw run again, nothing changed, at scale {pipe['scale']:g}", pipe["run_again"][0], 0, pipe["run_again"][1],
+            note="whole process: dbt rebuilds the marts, fingerprints send nothing", vs_ext=False)
+
     full = med["nw full"]
     wp = proc["N"]
     peaks = [m for res in proc.values() for _, m in res.values()]
@@ -459,7 +502,8 @@ def main(argv=None) -> int:
     for k, ok in targets.items():
         console.print(f"  {'PASS' if ok else 'MISS'}  {k}")
     out_path.write_text(json.dumps({"rows": n, "repeats": args.repeats, "results": rows, "targets": targets,
-                                    "raw": {"full": times, "incremental": inc, "whole_process": proc, "dashboard": dash}},
+                                    "raw": {"full": times, "incremental": inc, "whole_process": proc, "dashboard": dash,
+                                            "pipeline": pipe}},
                                    indent=2, default=str))
     console.print(f"written to {out_path}")
     return 0

@@ -21,10 +21,11 @@ PACKAGE = ROOT / "nwlib"
 LAYERS: list[tuple[str, ...]] = [
     ("settings", "connstr", "errors", "model", "sql", "typemap", "records", "readback", "progress"),   # small values and rules
     ("lake",),                                                                    # the DuckDB lake
-    ("graph", "cdc", "plan", "fingerprint", "holdings", "evolution", "bootstrap", "editing", "browse", "histogram"),  # plan: order + change sets; lake tools
+    ("graph", "cdc", "plan", "fingerprint", "holdings", "evolution", "bootstrap", "editing", "browse", "histogram",
+     "quality", "transform"),  # plan: order + change sets; lake tools
     ("destinations",),
     ("ledger", "engine"),
-    ("verification", "status"),
+    ("verification", "status", "pipeline"),
     ("charts",),                                                                  # pictures of runs and lake columns
     ("cli", "dashboard", "notebook", "__init__", "__main__"),                     # what people touch
 ]

@@ -25,6 +25,8 @@ PARAMETERS = {
     "sync": {"destination_type": '""', "tables": '""', "full_refresh": "False", "dry_run": "False"},
     "explore": {"duckdb_path": '""'},
     "dashboard": {"duckdb_path": '""', "destination_type": '""', "page_size": "50"},
+    "transform": {"select": '""', "full_refresh": "False"},
+    "pipeline": {"select": '""', "full_refresh": "False", "tables": '""'},
 }
 
 
@@ -195,3 +197,21 @@ def test_make_lab_serves_jupyterlab_on_the_notebooks_offline(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_transform_and_pipeline_notebooks_with_papermill(kernel, nb_env, monkeypatch, pg, pg_schema, lake_path, tmp_path):
+    """transform.ipynb builds the marts; pipeline.ipynb transforms, checks and publishes under one run id."""
+    from nwlib.bootstrap import bootstrap
+
+    monkeypatch.setenv("CHECKS_FILE", str(ROOT / "checks.yml"))
+    monkeypatch.setenv("DBT_PROJECT_DIR", str(ROOT / "transform"))
+    bootstrap(lake_path, scale=0.1, seed=3)
+    done = _run(kernel, "transform", tmp_path / "t.ipynb", select="vendas_diarias")
+    text = str(done.cells)
+    assert "vendas_diarias" in text and "cliente_valor" not in text.split("select")[-1]
+    run = _run(kernel, "pipeline", tmp_path / "p.ipynb")
+    outputs = [o for c in run.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert "passed" in str(run.cells) and ": ok, " in str(run.cells)
+    runs = pg.execute(f'SELECT count(DISTINCT run_id), count(*) FILTER (WHERE modo = %s) FROM "{pg_schema}".controle_cargas', ["transform"]).fetchone()
+    assert runs == (1, 3)
