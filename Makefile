@@ -16,7 +16,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[extensions,notebooks,s3,delta,databricks,transform,dev]"
+	$(BIN)/pip install -q -e ".[extensions,notebooks,s3,delta,databricks,transform,prefect,metrics,dev]"
 	@touch $(STAMP)
 
 ## install: create .venv and install nwlib with everything the tests need

@@ -18,11 +18,53 @@ from datetime import timedelta
 from . import engine
 from .errors import TransformFailed
 from .model import FAILED, OK, SKIPPED, TRANSFORM, SyncReport, TableReport
+from .quality import CheckResult
 from .records import new_run_id, now
 from .settings import Settings
 from .transform import TransformResult, transform
 
 LEDGER_PREFIX = "dbt:"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """``nw check``: the checks' results, the tables a sync would hold back and why, checks not run."""
+
+    results: tuple[CheckResult, ...]
+    held: dict[str, str]
+    absent: tuple[str, ...]          # tables the checks file names that the lake does not have
+    published_known: bool            # the destination answered (row_count_change compared with its counts)
+
+    @property
+    def ok(self) -> bool:
+        return not self.held
+
+
+def check(settings: Settings, tables: Iterable[str] | None = None) -> CheckReport:
+    """Run the quality checks on the lake, publishing nothing.  The last published row counts (for
+    ``row_count_change``) come from the destination when it answers; without it those checks pass."""
+    from . import destinations, quality
+    from .errors import NwError
+    from .lake import open_lake
+    from .plan import read_plan
+
+    checks = quality.load_checks(settings.checks_file)
+    with open_lake(settings) as con:
+        plan = read_plan(settings, con, tables)
+        published: dict[str, int | None] = {}
+        known = False
+        if any(c.kind == "row_count_change" for c in checks):
+            try:
+                dest = destinations.create(settings)
+                try:
+                    published = {t: (st.row_count if st.loaded else None) for t, st in dest.states(plan.order).items()}
+                    known = True
+                finally:
+                    dest.close()
+            except NwError:
+                known = False
+        results = quality.run_checks(con, plan.model or plan.specs, checks, plan.order, published, source=str(settings.checks_file))
+    return CheckReport(results, quality.held_back(plan.specs, results), quality.absent_tables(plan.model, checks), known)
 
 
 @dataclass(frozen=True)

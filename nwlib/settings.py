@@ -59,6 +59,8 @@ class Settings:
     cdc_lookback_seconds: float = 0.0
     duckdb_memory_limit: str = "256MB"
     checks_file: Path = Path("checks.yml")      # quality checks run before publishing (absent: none)
+    metrics_file: Path | None = None            # Prometheus textfile-collector file written after each run
+    pushgateway_url: str | None = None          # a Prometheus Pushgateway the run's metrics are pushed to
     dbt_project_dir: Path = Path("transform")   # the dbt project `nw transform` builds
     incremental_columns: Mapping[str, str] = field(default_factory=dict)
     append_only_tables: frozenset[str] = frozenset()
@@ -121,6 +123,8 @@ class Settings:
     def secrets(self) -> list[str]:
         """Values that must never appear in output, in every form they may be written in (used by redaction)."""
         found = [self.db_password, self.aws_secret_access_key, self.databricks_token, self.aws_access_key_id]
+        if self.pushgateway_url and "@" in self.pushgateway_url:      # https://user:password@gateway
+            found.append(self.pushgateway_url.split("://", 1)[-1].rsplit("@", 1)[0].partition(":")[2])
         if self.database_url:
             try:
                 found.append(connstr.parse_url(self.database_url).get("password"))
@@ -252,6 +256,8 @@ _PARSERS = {
     "CDC_LOOKBACK_SECONDS": ("cdc_lookback_seconds", _float),
     "DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", lambda n, v: _nonempty(n, v)),
     "CHECKS_FILE": ("checks_file", lambda n, v: Path(v)),
+    "METRICS_FILE": ("metrics_file", lambda n, v: Path(v) if v.strip() else None),
+    "PUSHGATEWAY_URL": ("pushgateway_url", lambda n, v: v.strip() or None),
     "DBT_PROJECT_DIR": ("dbt_project_dir", lambda n, v: Path(v)),
     "INCREMENTAL_COLUMNS": ("incremental_columns", _pairs),
     "APPEND_ONLY_TABLES": ("append_only_tables", lambda n, v: _names(v)),

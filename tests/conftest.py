@@ -209,6 +209,16 @@ def _start_moto(tmp_path_factory, env: dict | None = None):
 
 
 @pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory):
+    """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on 127.0.0.1."""
+    from servers import Pushgateway
+
+    gw = Pushgateway(tmp_path_factory.mktemp("pushgateway"))
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="session")
 def moto_server(tmp_path_factory):
     """A real S3 protocol server (``moto_server`` subprocess); yields its endpoint URL."""
     proc, endpoint, log = _start_moto(tmp_path_factory)

@@ -214,3 +214,35 @@ pidfile = {self.dir / 'pgbouncer.pid'}
         except subprocess.TimeoutExpired:
             self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Pushgateway:
+    """Debian's prometheus-pushgateway on a free loopback port (no persistence: a fresh one per session)."""
+
+    def __init__(self, base: Path):
+        exe = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+        if not Path(exe).exists():
+            raise RuntimeError("prometheus-pushgateway is not installed: apt-get install -y prometheus-pushgateway (.ci/run does)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = base / "pushgateway.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
+        _wait_port(self.port, self.proc, "pushgateway", self.log_path)
+
+    def series(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample the gateway serves, keyed by (name, sorted labels)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = urllib.request.urlopen(self.url + "/metrics", timeout=5).read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

@@ -25,9 +25,9 @@ LAYERS: list[tuple[str, ...]] = [
      "quality", "transform"),  # plan: order + change sets; lake tools
     ("destinations",),
     ("ledger", "engine"),
-    ("verification", "status", "pipeline"),
+    ("verification", "status", "pipeline", "metrics"),
     ("charts",),                                                                  # pictures of runs and lake columns
-    ("cli", "dashboard", "notebook", "__init__", "__main__"),                     # what people touch
+    ("cli", "dashboard", "notebook", "flow", "__init__", "__main__"),                     # what people touch
 ]
 HEAVY = ("deltalake", "boto3", "botocore", "databricks")
 
