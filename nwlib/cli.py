@@ -30,6 +30,9 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (6, "another sync holds the destination's lock (SyncInProgress)"),
     (7, "`nw status`: a table is behind the lake (TablesBehind): differs, never synced, or unknown"),
     (8, "`nw status`: a table failed in its last run (LastRunFailed); it wins over 7"),
+    (9, "`nw sync` / `nw run` / `nw check`: an error-severity quality check failed; its table and those depending on it "
+        "were not published (QualityGateFailed)"),
+    (10, "`nw transform` / `nw run`: a dbt model or test failed; nothing was published (TransformFailed)"),
     (70, "unexpected error: a bug in nwlib (NW_DEBUG=1 shows the traceback)"),
     (130, "interrupted (Ctrl-C); rerun the same command to finish"),
 )
@@ -213,6 +216,10 @@ def print_report(report, out) -> None:
              *([] if report.dry_run else [f"{r.seconds:.2f}"]), _fmt_wm(r.watermark_after)] for r in report.tables]
     out.table(("table", "mode", "status", *counts, "watermark"), rows, right=counts, optional=("secs", "watermark"))
     said = split_hint(report.failed[0].error or "")[1] if report.failed else None
+    if report.checks:
+        failed = sum(1 for c in report.checks if not c.passed)
+        out.say(f"quality checks: {len(report.checks) - failed} of {len(report.checks)} passed"
+                + (f"; {len(report.held)} table(s) held back" if report.held else ""))
     for r in report.tables:
         if r.error:
             what, hint = split_hint(r.error)
@@ -233,6 +240,88 @@ def cmd_sync(args) -> int:
         _print_json(report.to_json(), s)
     else:
         print_report(report, _Out())
+    if not report.dry_run:
+        _metrics(s, report)
+    raise_for_failures(report)
+    return 0
+
+
+def _metrics(settings, report) -> None:
+    """METRICS_FILE / PUSHGATEWAY_URL, when set (a failure to write them is a note, not the run's failure)."""
+    if settings.metrics_file or settings.pushgateway_url:
+        from .metrics import after_run
+
+        after_run(settings, report)
+
+
+def _failed_checks(report, out) -> None:
+    for r in report.checks:
+        if not r.passed:
+            out.say(f"{r.check.table}: {r.line()}")
+
+
+def cmd_transform(args) -> int:
+    from .transform import transform
+
+    s = _settings(args)
+    echo = None if args.json or args.no_progress else (lambda line: print(line, file=sys.stderr))
+    result = transform(s, args.select, args.full_refresh, echo=echo)
+    if args.json:
+        _print_json(result.to_json(), s)
+        return 0
+    out = _Out()
+    out.say(f"dbt build: {len(result.models)} model(s), {len(result.tests)} test(s) in {result.seconds:.1f} s")
+    rows = [[n.name, n.kind, n.status, f"{n.seconds:.2f}", "" if n.failures is None else f"{n.failures:,}"] for n in result.nodes]
+    out.table(("node", "kind", "status", "secs", "failing"), rows, right=("secs", "failing"))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .pipeline import check
+
+    s = _settings(args)
+    report = check(s, _tables_arg(args))
+    if args.json:
+        _print_json(report.to_json(), s)
+        report.raise_for_held()
+        return 0
+    out = _Out()
+    if not report.results and not report.absent:
+        out.say(f"no checks: {s.checks_file} is absent or empty")
+        return 0
+    out.say(f"checks of {s.checks_file}")
+    rows = [[r.check.table, r.check.name, r.check.severity, "passed" if r.passed else "FAILED", f"{r.bad_rows:,}"] for r in report.results]
+    out.table(("table", "check", "severity", "result", "bad rows"), rows, right=("bad rows",))
+    for r in report.results:
+        if not r.passed and r.sample:
+            out.say(f"{r.check.table}: {r.line()}")
+    for table, why in report.held.items():
+        out.say(f"{table}: a sync would hold it back — {why}")
+    for table in report.absent:
+        out.say(f"{table}: not in the lake; its checks did not run")
+    if not report.published_known and any(r.check.kind == "row_count_change" for r in report.results):
+        out.say("row_count_change: the destination did not answer, so the last published counts were not compared")
+    report.raise_for_held()
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .engine import raise_for_failures
+    from .pipeline import run
+
+    s = _settings(args)
+    quiet = args.json or args.no_progress
+    result = run(s, args.select, args.full_refresh, _tables_arg(args), show_progress=not quiet,
+                 echo=None if quiet else (lambda line: print(line, file=sys.stderr)))
+    report = result.sync
+    if args.json:
+        _print_json({**report.to_json(), "transform": result.transform.to_json()}, s)
+    else:
+        out = _Out()
+        out.say(f"transform: {len(result.transform.models)} model(s) built, {len(result.transform.tests)} test(s) passed "
+                f"in {result.transform.seconds:.1f} s")
+        print_report(report, out)
+    _metrics(s, report)
     raise_for_failures(report)
     return 0
 
@@ -408,7 +497,10 @@ def _options() -> dict[str, argparse.ArgumentParser]:
                          help="print one JSON document on stdout instead of the table (errors stay one line on stderr; default: off)")
     tables = group()
     tables.add_argument("--tables", metavar="A,B", help="comma-separated tables (default: all)")
-    return {"env": env, "lake": lake, "dest": dest, "batch": batch, "json": as_json, "tables": tables}
+    dbt = group()
+    dbt.add_argument("--select", default="", metavar="SPEC", help="dbt --select (default: every model)")
+    dbt.add_argument("--full-refresh", action="store_true", help="dbt --full-refresh (default: off)")
+    return {"env": env, "lake": lake, "dest": dest, "batch": batch, "json": as_json, "tables": tables, "dbt": dbt}
 
 
 def _epilog(*examples: str, more: str = "") -> str:
@@ -481,6 +573,29 @@ def build_parser() -> argparse.ArgumentParser:
                 _epilog("nw runs --limit 5"))
     r.add_argument("--limit", type=_positive, default=20, metavar="N", help="show the newest N runs")
     r.set_defaults(func=cmd_runs)
+
+    t = command("transform", ("env", "lake", "dbt", "json"), "build the dbt project inside the lake (models, then tests)",
+                "dbt build of the project in DBT_PROJECT_DIR (dbt-core + dbt-duckdb, offline) on the lake file: its models, "
+                "then their tests. dbt's lines stream to stderr as it goes. A model or test that fails is one line naming it "
+                "(exit 10); nothing is published.",
+                _epilog("nw transform --select cliente_valor+"))
+    t.add_argument("--no-progress", action="store_true", help="do not stream dbt's lines (default: streamed)")
+    t.set_defaults(func=cmd_transform)
+
+    k = command("check", ("env", "lake", "dest", "tables", "json"), "run the quality checks alone (publish nothing)",
+                "Run the checks of CHECKS_FILE (checks.yml) on the lake: each check's result, its bad rows and a sample of "
+                "their keys, and which tables a sync would hold back. The destination is asked only for the last published "
+                "row counts (row_count_change). Exit 9 when an error-severity check fails.",
+                _epilog("nw check --tables pedidos,clientes", "nw check --json | jq '.held'"))
+    k.set_defaults(func=cmd_check)
+
+    rn = command("run", ("env", "lake", "dest", "batch", "tables", "dbt", "json"), "transform → check → sync, one run id",
+                 "The pipeline: dbt build (as nw transform), then the quality checks, then the sync of what passed, all "
+                 "recorded in controle_cargas under one run id (dbt's models as rows named dbt:<model>). A failed dbt model "
+                 "or test stops before anything is published (exit 10); a held table exits 9; a failed one exits 1.",
+                 _epilog("nw run --tables clientes,pedidos,cliente_valor", "nw run --json > run.json"))
+    rn.add_argument("--no-progress", action="store_true", help="no dbt lines, no progress bar (default: shown)")
+    rn.set_defaults(func=cmd_run)
 
     c = command("config", ("env", "lake", "dest", "batch", "json"), "show the effective settings and where each came from",
                 "Every setting as a run would use it and where its value came from: default, .env (--env-file), "

@@ -215,7 +215,8 @@ class SyncReport:
 
     def to_json(self) -> dict:
         return {"run_id": self.run_id, "destination": self.destination, "dry_run": self.dry_run, "ok": self.ok,
-                "ledger_error": self.ledger_error, "tables": [t.to_json() for t in self.tables]}
+                "ledger_error": self.ledger_error, "tables": [t.to_json() for t in self.tables],
+                "checks": [c.to_json() for c in self.checks], "steps": [t.to_json() for t in self.steps]}
 
 
 def _iso(t: datetime | None) -> str | None:

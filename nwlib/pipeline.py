@@ -39,6 +39,20 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.held
 
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "checks": [r.to_json() for r in self.results], "held": self.held, "not_run": list(self.absent),
+                "published_counts_known": self.published_known}
+
+    def raise_for_held(self) -> None:
+        """``nw check``'s verdict: QualityGateFailed when a sync would hold a table back."""
+        from .errors import QualityGateFailed
+
+        if self.held:
+            first = next(iter(self.held))
+            more = f" (and {len(self.held) - 1} more table(s))" if len(self.held) > 1 else ""
+            raise QualityGateFailed(f"table {first!r} would be held back{more}: {self.held[first]}",
+                                    "fix the data (or the check in CHECKS_FILE); a sync publishes the other tables meanwhile")
+
 
 def check(settings: Settings, tables: Iterable[str] | None = None) -> CheckReport:
     """Run the quality checks on the lake, publishing nothing.  The last published row counts (for

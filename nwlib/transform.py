@@ -68,6 +68,11 @@ class TransformResult:
     def ok(self) -> bool:
         return not self.failed
 
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "seconds": round(self.seconds, 3), "finished_at": self.finished_at.isoformat(), "select": self.selected,
+                "nodes": [{"name": n.name, "kind": n.kind, "model": n.model, "status": n.status, "seconds": round(n.seconds, 3),
+                           "failures": n.failures, "message": n.message} for n in self.nodes]}
+
 
 def dbt_dir(settings: Settings) -> Path:
     return settings.destination_path / ".nw" / "dbt"

@@ -1,6 +1,7 @@
 """The `nw` command line, run as a child process against the test server (no developer .env leaks in)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,7 @@ from clirun import env_for, one_line_error, run_nw
 
 from nwlib.cli import main
 
-COMMANDS = ("bootstrap", "sync", "status", "verify", "runs", "config")
+COMMANDS = ("bootstrap", "sync", "status", "verify", "runs", "config", "transform", "check", "run")
 
 
 @pytest.mark.parametrize("argv", [["--help"], *([c, "--help"] for c in COMMANDS)])
@@ -324,7 +325,7 @@ def test_sync_status_verify_json_match_the_ledger(settings, pg):
     proc = run_nw(env, "sync", "--json")
     assert proc.returncode == 0, proc.stderr
     report = _json(proc)
-    assert set(report) == {"run_id", "destination", "dry_run", "ok", "ledger_error", "tables"}
+    assert set(report) == {"run_id", "destination", "dry_run", "ok", "ledger_error", "tables", "checks", "steps"}
     assert report["ok"] is True and report["dry_run"] is False and report["destination"] == "POSTGRES"
     rows = {r["tabela_nome"]: r for r in _ledger(pg, settings, report["run_id"])}
     assert [t["table"] for t in report["tables"]] == list(SAMPLE) and set(rows) == set(SAMPLE)
@@ -538,3 +539,63 @@ def test_output_fits_80_columns_with_errors_below_the_table_and_the_hint_said_on
     assert hint and line.count(" — ") == 1 and line.count("rerun") == 1, line
     assert " ".join((out + err).split()).count(hint) == 1
     assert "fix the cause and rerun" not in out + err or "fix the data or schema" not in out + err
+
+
+# --- transform, check, run (issue 13) ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shop(settings):
+    import duckdb
+
+    con = duckdb.connect(str(settings.duckdb_path))
+    con.execute("CREATE TABLE clientes (id INTEGER PRIMARY KEY, email VARCHAR)")
+    con.execute("INSERT INTO clientes SELECT i, 'c' || i || '@x' FROM range(1, 9) r(i)")
+    con.execute("UPDATE clientes SET email = 'same' WHERE id IN (2, 6)")
+    con.close()
+
+
+def test_check_alone_says_what_a_sync_would_hold_and_exits_9(settings, pg, tmp_path):
+    _shop(settings)
+    checks = tmp_path / "mine.yml"
+    checks.write_text("tables:\n  clientes:\n    - unique: email\n    - not_null: email\n      severity: warn\n  mart_x:\n    - unique: id\n")
+    env = env_for(settings, CHECKS_FILE=str(checks))
+    done = run_nw(env, "check")
+    line = one_line_error(done)
+    assert done.returncode == 9 and "table 'clientes' would be held back" in line and "keys 2, 6" in line
+    assert "mart_x: not in the lake" in done.stdout and all(len(x) <= 80 for x in done.stdout.splitlines())
+    as_json = run_nw(env, "check", "--json")
+    doc = json.loads(as_json.stdout)
+    assert as_json.returncode == 9 and list(doc["held"]) == ["clientes"] and doc["not_run"] == ["mart_x"]
+    assert [c["passed"] for c in doc["checks"]] == [False, True]
+    # A sync holds it back, exit 9; nothing of clientes reaches the destination.
+    synced = run_nw(env, "sync", "--no-progress")
+    assert synced.returncode == 9 and "held back" in one_line_error(synced)
+    assert "quality checks: 1 of 2 passed; 1 table(s) held back" in synced.stdout
+    # A mistake in the file is one line naming it.
+    checks.write_text("tables:\n  clientes:\n    - uniq: email\n")
+    bad = run_nw(env, "check")
+    assert bad.returncode == 2 and f"{checks}: table 'clientes', check #1: unknown key(s) uniq" in one_line_error(bad)
+
+
+def test_transform_and_run_through_the_command_line(settings, pg, tmp_path):
+    import shutil
+
+    from nwlib.bootstrap import bootstrap
+
+    bootstrap(settings.duckdb_path, scale=0.1, seed=4)
+    env = env_for(settings, CHECKS_FILE=str(ROOT / "checks.yml"), DBT_PROJECT_DIR=str(ROOT / "transform"))
+    done = run_nw(env, "run", "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["ok"] and doc["transform"]["ok"] and {s["table"] for s in doc["steps"]} == {"dbt:cliente_valor", "dbt:pedidos_completos",
+                                                                                         "dbt:vendas_diarias"}
+    assert {"cliente_valor", "pedidos_completos", "vendas_diarias"} <= {t["table"] for t in doc["tables"]} and doc["checks"]
+    again = run_nw(env, "transform", "--no-progress", timeout=300)
+    assert again.returncode == 0 and "cliente_valor" in again.stdout
+    broken = tmp_path / "transform"
+    shutil.copytree(ROOT / "transform", broken, ignore=shutil.ignore_patterns("target", "logs"))
+    (broken / "models" / "marts" / "vendas_diarias.sql").write_text("select nonsense from nowhere")
+    failed = run_nw({**env, "DBT_PROJECT_DIR": str(broken)}, "transform", "--no-progress", timeout=300)
+    assert failed.returncode == 10 and "vendas_diarias" in one_line_error(failed)

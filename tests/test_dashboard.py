@@ -247,6 +247,30 @@ def test_first_render_reads_the_destination_in_the_background(settings, lake_pat
     assert not board.status_pending and board.status is not None and "reading" not in text and "never" in text
 
 
+def test_transform_tab_shows_the_last_dbt_run_and_runs_the_checks(make_settings, lake_path):
+    """After a real `nw transform`, the tab lists the models with their tests and timings; the checks run on demand."""
+    from pathlib import Path
+
+    from nwlib.bootstrap import bootstrap
+    from nwlib.transform import transform
+
+    root = Path(__file__).resolve().parents[1]
+    bootstrap(lake_path, scale=0.05, seed=1)
+    s = make_settings(CHECKS_FILE=root / "checks.yml", DBT_PROJECT_DIR=root / "transform")
+    board = dashboard.Dashboard(s)
+    board.transform.render()
+    assert "no dbt run yet" in board.transform.dbt.value
+    assert transform(s).ok
+    board.transform.render()
+    shown = board.transform.dbt.value
+    assert "3 model(s)" in shown and "all passed" in shown and "svg" in shown
+    for model in ("cliente_valor", "pedidos_completos", "vendas_diarias"):
+        assert model in shown
+    assert "4 / 4" in shown or "3 / 3" in shown          # tests passed per model
+    board.transform.show_checks()
+    assert "checks passed" in board.transform.checks_msg.value and "unique(email)" in board.transform.checks.value
+
+
 def test_serve_keeps_the_page_offline_and_culls_kernels():
     c = serve.voila_config()
     assert c.Voila.ip == "127.0.0.1" and c.VoilaConfiguration.template == "nw"
@@ -471,6 +495,12 @@ def test_dashboard_in_headless_chromium(voila, pg, pg_schema, lake_path):
             expect(sync_tab.locator("svg.nw-runs-chart")).to_be_visible()
             _clean_page(page, "Sync")
             shoot("sync")
+
+            transform_tab = tab("Transform")
+            expect(transform_tab).to_contain_text("no dbt run yet")
+            transform_tab.get_by_role("button", name="Run the quality checks").click()
+            expect(transform_tab).to_contain_text("no checks:")
+            _clean_page(page, "Transform")
 
             tab("Overview")
             expect(page.locator(".nw-tab-overview .nw-overview")).to_contain_text("avaliacoes")

@@ -32,6 +32,7 @@ from .html import TABLE_STYLE, error_html, ok_html
 from .overview import OverviewTab
 from .schemas import SchemasTab
 from .sync import SyncTab
+from .transform import TransformTab
 
 log = logging.getLogger("nwlib.dashboard")
 
@@ -52,8 +53,8 @@ class Dashboard:
         self._rendered: set[int] = set()
         self.header = w.HTML()
         self.overview, self.data, self.edit = OverviewTab(self), DataTab(self), EditTab(self)
-        self.schemas, self.sync = SchemasTab(self), SyncTab(self)
-        self.tabs = (self.overview, self.data, self.edit, self.schemas, self.sync)
+        self.schemas, self.sync, self.transform = SchemasTab(self), SyncTab(self), TransformTab(self)
+        self.tabs = (self.overview, self.data, self.edit, self.schemas, self.sync, self.transform)
         self.tab = w.Tab(children=[t.box for t in self.tabs], titles=[t.name.capitalize() for t in self.tabs])
         for t in self.tabs:
             t.box.add_class(f"nw-tab-{t.name}")

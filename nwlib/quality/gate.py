@@ -28,6 +28,11 @@ class CheckResult:
         """A failed ``error`` check: its table is not published this run."""
         return not self.passed and self.check.severity == ERROR
 
+    def to_json(self) -> dict:
+        c = self.check
+        return {"table": c.table, "check": c.name, "kind": c.kind, "severity": c.severity, "passed": self.passed,
+                "bad_rows": self.bad_rows, "sample_keys": list(self.sample), "seconds": round(self.seconds, 4)}
+
     def line(self) -> str:
         """One line for reports and ``controle_cargas``: the check, the bad rows, a sample of their keys."""
         c = self.check
