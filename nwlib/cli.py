@@ -72,7 +72,7 @@ class _Out:
 
     def say(self, text: str) -> None:
         """A line, wrapped at the width (continuation lines indented)."""
-        print("\n".join(_wrap(text, self.width, indent="  ")))
+        print("\n".join(_wrap(text, self.width, indent="  ", fold=False)))
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[str] = (),
               optional: Sequence[str] = (), one_line: bool = False) -> None:
@@ -114,9 +114,10 @@ class _Out:
         print("\n".join(out))
 
 
-def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+def _wrap(text: str, width: int, indent: str = "", fold: bool = True) -> list[str]:
     """``text`` in lines of at most ``width``, broken between words; a short phrase in parentheses
-    ("(transaction pooler)") stays on one line, a word longer than a line is folded."""
+    ("(transaction pooler)") stays on one line; a word longer than a line is folded (in a table cell) or, with
+    ``fold=False``, kept whole on its own line (a URL or a path in a sentence: a reader copies it)."""
     import re
     import textwrap
 
@@ -124,7 +125,7 @@ def _wrap(text: str, width: int, indent: str = "") -> list[str]:
     lines = []
     for part in text.splitlines() or [""]:
         lines += textwrap.wrap(re.sub(r"\([^()]*\)", keep, part), width, subsequent_indent=indent,
-                               break_long_words=True, break_on_hyphens=False) or [""]
+                               break_long_words=fold, break_on_hyphens=False) or [""]
     return [line.replace("\xa0", " ") for line in lines]
 
 
