@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -381,6 +382,61 @@ def pipeline_cost(url: str, work: Path, scale: float) -> dict:
             "run_first": first, "run_again": again}
 
 
+def _write_when_free(path: Path, sql: str, params: list) -> None:
+    """A writer's commit, as a lake's own job would do it: DuckDB lets one process hold the file, so while the
+    watcher reads it (during a sync) the writer waits and tries again."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with duckdb.connect(str(path)) as con:
+                con.execute(sql, params)
+            return
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def watch_latency(url: str, work: Path, scale: float, changes: int = 5) -> dict:
+    """`nw sync --watch` kept warm on the sample lake at ``scale``: seconds from a committed change of one row in the
+    lake (a writer's UPDATE, then its connection closed) to that row's new value being readable in PostgreSQL."""
+    from nwlib.bootstrap import bootstrap
+
+    path = work / "watch.duckdb"
+    bootstrap(path, scale=scale, seed=42)
+    schema = fresh_schema(url)
+    env = child_env(url, schema, path, work / "watch")
+    (work / "watch").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "nwlib", "sync", "--watch", "--no-progress", "--env-file", "/nonexistent"],
+                            env=env, cwd=work / "watch", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()                      # watching …
+        first = proc.stdout.readline()              # the first sync: everything
+        if " ok: " not in first:
+            raise RuntimeError(f"nw sync --watch did not start: {first} {proc.stderr.read()[-500:] if proc.poll() is not None else ''}")
+        seconds = []
+        with _pg(url) as pg:
+            for i in range(changes):
+                value = 1000 + i
+                _write_when_free(path, "UPDATE pedidos SET valor_total = ?, updated_at = now()::TIMESTAMP WHERE id_pedido = 42", [value])
+                t = time.perf_counter()
+                while pg.execute(f'SELECT valor_total FROM "{schema}".pedidos WHERE id_pedido = 42').fetchone()[0] != value:
+                    if time.perf_counter() - t > 60:
+                        proc.send_signal(signal.SIGINT)
+                        out, err = proc.communicate(timeout=30)
+                        raise RuntimeError(f"a change did not arrive within 60 s: {out[-1500:]} {err[-1500:]}")
+                    time.sleep(0.005)
+                seconds.append(time.perf_counter() - t)
+                time.sleep(0.3)
+        return {"scale": scale, "latency": statistics.median(seconds), "all": seconds}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=30)
+        drop_schema(url, schema)
+        path.unlink(missing_ok=True)
+
+
 def main(argv=None) -> int:
     ensure_runtime_dir()
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
@@ -391,6 +447,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-dlt", action="store_true")
     p.add_argument("--skip-5n", action="store_true")
     p.add_argument("--pipeline-scale", type=float, default=100, help="sample-lake scale for the checks / `nw run` costs (0: skip)")
+    p.add_argument("--watch-scale", type=float, default=100, help="sample-lake scale for `nw sync --watch` latency (0: skip)")
     p.add_argument("--out", default="data/runs/bench.json")
     p.add_argument("--dashboard-scale", type=float, default=100, help="sample-lake scale of the dashboard measurement (100: 5.1 M rows)")
     p.add_argument("--only-dashboard", action="store_true", help="measure the dashboard's first render alone (writes data/runs/bench-dashboard.json)")
@@ -433,6 +490,10 @@ def main(argv=None) -> int:
         if args.pipeline_scale:
             console.print(f"quality checks and `nw run` on the sample lake at scale {args.pipeline_scale:g} …")
             pipe = pipeline_cost(url, work, args.pipeline_scale)
+        watched = None
+        if args.watch_scale:
+            console.print(f"`nw sync --watch` latency on the sample lake at scale {args.watch_scale:g} …")
+            watched = watch_latency(url, work, args.watch_scale)
         console.print("whole process: full, no change, 1 % change, fresh machine …")
         proc = {"N": whole_process(url, lake, work, n, args.repeats)}
         if not args.skip_5n:
@@ -480,6 +541,10 @@ def main(argv=None) -> int:
         add(f"nw run again, nothing changed, at scale {pipe['scale']:g}", pipe["run_again"][0], 0, pipe["run_again"][1],
             note="whole process: dbt rebuilds the marts, fingerprints send nothing", vs_ext=False)
 
+    if watched is not None:
+        add(f"nw sync --watch: one changed row → PostgreSQL (scale {watched['scale']:g})", watched["latency"], 1,
+            note="warm process; median of 5 commits, from the writer's commit to the row readable", vs_ext=False)
+
     full = med["nw full"]
     wp = proc["N"]
     peaks = [m for res in proc.values() for _, m in res.values()]
@@ -492,6 +557,7 @@ def main(argv=None) -> int:
         "peak RSS <= 400 MB (every run, N and 5N)": max(peaks + [rss_n[1]] + ([rss_5n[1]] if rss_5n else [])) <= 400,
         "RSS flat (5N <= 1.2x N)": rss_5n is not None and rss_5n[1] <= 1.2 * rss_n[1],
         "time linear (5N <= 5.5x N)": nw5 is not None and nw5 <= 5.5 * full,
+        "nw sync --watch: a changed row in PostgreSQL < 1 s (scale 100)": watched is not None and watched["latency"] < 1.0,
         f"dashboard first render <= {DASHBOARD_TARGET_S:g} s (scale {dash['scale']:g}, fresh process)": dash["seconds"] <= DASHBOARD_TARGET_S,
     }
     table = Table(title=f"nw bench — {n:,} rows, median of {args.repeats}")
@@ -505,7 +571,7 @@ def main(argv=None) -> int:
         console.print(f"  {'PASS' if ok else 'MISS'}  {k}")
     out_path.write_text(json.dumps({"rows": n, "repeats": args.repeats, "results": rows, "targets": targets,
                                     "raw": {"full": times, "incremental": inc, "whole_process": proc, "dashboard": dash,
-                                            "pipeline": pipe}},
+                                            "pipeline": pipe, "watch": watched}},
                                    indent=2, default=str))
     console.print(f"written to {out_path}")
     return 0

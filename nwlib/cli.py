@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from . import __version__
-from .errors import NwError, VerifyMismatch, first_line, is_interrupt, split_hint
+from .errors import ConfigError, NwError, VerifyMismatch, first_line, is_interrupt, split_hint
 from .settings import DESTINATION_ALIASES, DESTINATION_TYPES
 
 # Every code nw exits with (README, "Command line", has the same table; a test keeps each NwError's code here).
@@ -235,6 +235,8 @@ def cmd_sync(args) -> int:
     from .engine import raise_for_failures, sync
 
     s = _settings(args)
+    if args.watch or args.every is not None:
+        return _watch(s, args)
     report = sync(s, _tables_arg(args), full_refresh=args.full_refresh, dry_run=args.dry_run,
                   show_progress=not (args.no_progress or args.json))
     if args.json:
@@ -244,6 +246,44 @@ def cmd_sync(args) -> int:
     if not report.dry_run:
         _metrics(s, report)
     raise_for_failures(report)
+    return 0
+
+
+def _watch(settings, args) -> int:
+    """``nw sync --watch`` / ``--every``: one line (or one JSON document, JSON Lines) per sync until Ctrl-C."""
+    from .watch import watch
+
+    if args.dry_run or args.full_refresh:
+        raise ConfigError("--watch and --every take no --dry-run or --full-refresh", "run those once, without watching")
+    done = []
+
+    def on_cycle(c) -> None:
+        done.append(c)
+        when = datetime.fromtimestamp(c.started, timezone.utc).strftime("%H:%M:%S")
+        if args.json:
+            doc = {"cycle": c.number, "started": datetime.fromtimestamp(c.started, timezone.utc).isoformat(), "seconds": round(c.seconds, 3),
+                   "error": c.error, "report": c.report.to_json() if c.report else None}
+            print(json.dumps(_redacted(doc, settings), ensure_ascii=False, default=_json_value), flush=True)
+        elif c.error:
+            print(f"{when} sync #{c.number} failed: {c.error}", flush=True)
+        else:
+            r = c.report
+            state = "ok" if r.ok else f"{len(r.failed)} failed, {len(r.held)} held"
+            print(f"{when} sync #{c.number} {state}: {sum(t.inserted for t in r.tables):,} inserted, {sum(t.updated for t in r.tables):,} "
+                  f"updated, {sum(t.deleted for t in r.tables):,} deleted in {c.seconds:.2f} s", flush=True)
+        if c.report is not None:
+            _metrics(settings, c.report)
+
+    args.watching = True
+    what = "on every change of the lake" if args.watch else f"every {args.every:g} s"
+    if not args.json:
+        print(f"watching {settings.duckdb_path}: syncing {what} (Ctrl-C stops)", flush=True)
+    try:
+        watch(settings, _tables_arg(args), every=args.every, on_cycle=on_cycle)
+    except KeyboardInterrupt:
+        if not args.json:
+            print(f"stopped after {len(done)} sync(s); a sync cut short resumes at the next run", flush=True)
+        return 0
     return 0
 
 
@@ -460,6 +500,16 @@ def _destination_type(raw: str) -> str:
     return raw.strip().upper()
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be more than 0")
+    return value
+
+
 def _positive(raw: str) -> int:
     try:
         value = int(raw)
@@ -544,12 +594,17 @@ def build_parser() -> argparse.ArgumentParser:
                 "Send what changed in the lake since the last run (inserts, updates, deletes) to the destination, table by "
                 "table in foreign-key order, and record the run in controle_cargas. A table that fails does not stop "
                 "independent ones; exit 1 names it.",
-                _epilog("nw sync --tables clientes,pedidos --dry-run", more="--json prints the report as JSON (keys: run_id, "
+                _epilog("nw sync --tables clientes,pedidos --dry-run", "nw sync --watch --no-progress", more="--json prints the report as JSON (keys: run_id, "
                         "destination, dry_run, ok, ledger_error, tables[]) and shows no progress bar."))
     s.add_argument("--full-refresh", action="store_true",
                    help="ignore watermarks: resend whole tables, delete what the lake lacks (default: off)")
     s.add_argument("--dry-run", action="store_true", help="show the load order and rows to send; change nothing (default: off)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (default: shown)")
+    keep = s.add_mutually_exclusive_group()
+    keep.add_argument("--watch", action="store_true",
+                      help="stay running and sync whenever the lake changes, one line per sync, until Ctrl-C (default: off)")
+    keep.add_argument("--every", type=_seconds, metavar="SECONDS",
+                      help="stay running and sync every SECONDS (at most one sync at a time) until Ctrl-C (default: off)")
     s.set_defaults(func=cmd_sync)
 
     st = command("status", ("env", "lake", "dest", "json"), "per table: in sync or behind, last run, lag",
@@ -652,7 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
         # A Ctrl-C a library took for an error and fell back from: the run went on, but it was asked to stop.
-        return _interrupted() if interrupted and interrupted.is_set() else code
+        # (--watch / --every end with Ctrl-C by design: that is their normal stop.)
+        return _interrupted() if interrupted and interrupted.is_set() and not getattr(args, "watching", False) else code
     except NwError as exc:
         print(f"nw: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
      "quality", "transform"),  # plan: order + change sets; lake tools
     ("destinations",),
     ("ledger", "engine"),
-    ("verification", "status", "pipeline", "metrics"),
+    ("verification", "status", "pipeline", "metrics", "watch"),
     ("charts",),                                                                  # pictures of runs and lake columns
     ("cli", "dashboard", "notebook", "flow", "__init__", "__main__"),                     # what people touch
 ]
