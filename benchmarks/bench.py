@@ -229,6 +229,22 @@ def nw_child(env: dict, *args: str) -> tuple[float, float]:
     return seconds, peak_kb / 1024
 
 
+def startup_seconds(env: dict, repeats: int = 3) -> dict:
+    """`nw sync` with NW_TIMINGS=1 on an up-to-date destination: seconds from process start to its first SQL
+    statement (interpreter, imports, settings), and to its end."""
+    first, total = [], []
+    for _ in range(repeats):
+        proc = subprocess.run([sys.executable, "-m", "nwlib", "sync", "--no-progress", "--env-file", "/nonexistent"],
+                              env={**env, "NW_TIMINGS": "1"}, capture_output=True, text=True)
+        line = next((ln for ln in proc.stderr.splitlines() if ln.startswith("nw: timings:")), "")
+        found = dict((k, float(v)) for k, v in (m for m in __import__("re").findall(r"(first SQL|total) ([\d.]+) s", line)))
+        if proc.returncode != 0 or "first SQL" not in found:
+            raise RuntimeError(f"nw sync with NW_TIMINGS=1 failed: {proc.stderr[-500:]}")
+        first.append(found["first SQL"])
+        total.append(found["total"])
+    return {"first_sql": statistics.median(first), "total": statistics.median(total)}
+
+
 def child_env(url: str, schema: str, lake: Path, workdir: Path) -> dict:
     return dict(os.environ, DATABASE_URL=url, DB_SCHEMA=schema, DUCKDB_PATH=str(lake), DESTINATION_PATH=str(workdir))
 
@@ -261,7 +277,9 @@ def whole_process(url, lake: Path, workdir: Path, n: int, repeats: int) -> dict:
             mutate_lake(lake, n, 200 + r)
             shutil.rmtree(state / ".nw", ignore_errors=True)
             out["fresh_machine_1pct"].append(nw_child(env, "sync"))
-        return {k: (statistics.median(s for s, _ in v), max(m for _, m in v)) for k, v in out.items()}
+        result = {k: (statistics.median(s for s, _ in v), max(m for _, m in v)) for k, v in out.items()}
+        result["startup"] = startup_seconds(env)
+        return result
     finally:
         drop_schema(url, schema)
         shutil.rmtree(state, ignore_errors=True)
@@ -525,6 +543,9 @@ def main(argv=None) -> int:
     labels = {"full": "full load", "no_change": "no-change sync", "change_1pct": "1 % change", "fresh_machine_1pct": "1 % change, fresh machine"}
     for size, res in proc.items():
         rows_n = n if size == "N" else 5 * n
+        up = res.pop("startup")
+        add(f"nw sync start-up: process start → first SQL ({size})", up["first_sql"], 0,
+            note=f"NW_TIMINGS=1 on a no-change sync; that whole run took {up['total']:.2f} s", vs_ext=False)
         for key, label in labels.items():
             seconds, peak = res[key]
             add(f"nw sync, {label} ({size})", seconds, rows_n if key == "full" else 0, peak,

@@ -704,6 +704,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.lean = argv is None and args.command in ("sync", "status", "verify", "runs")
     interrupted = _note_interrupts() if argv is None else None
+    if os.environ.get("NW_TIMINGS"):
+        import atexit
+
+        from . import clock
+
+        atexit.register(lambda: print(f"nw: timings: {clock.report()}", file=sys.stderr))
     try:
         code = args.func(args)
         # A Ctrl-C a library took for an error and fell back from: the run went on, but it was asked to stop.

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "nwlib"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("settings", "connstr", "errors", "model", "sql", "typemap", "records", "readback", "progress"),   # small values and rules
+    ("settings", "connstr", "errors", "model", "sql", "typemap", "records", "readback", "progress", "clock"),   # small values and rules
     ("lake",),                                                                    # the DuckDB lake
     ("graph", "cdc", "plan", "fingerprint", "holdings", "evolution", "bootstrap", "editing", "browse", "histogram",
      "quality", "transform"),  # plan: order + change sets; lake tools

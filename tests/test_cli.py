@@ -599,3 +599,17 @@ def test_transform_and_run_through_the_command_line(settings, pg, tmp_path):
     (broken / "models" / "marts" / "vendas_diarias.sql").write_text("select nonsense from nowhere")
     failed = run_nw({**env, "DBT_PROJECT_DIR": str(broken)}, "transform", "--no-progress", timeout=300)
     assert failed.returncode == 10 and "vendas_diarias" in one_line_error(failed)
+
+
+def test_nw_timings_reports_the_start_up_to_the_first_sql(settings, pg):
+    import re
+
+    from nwlib.bootstrap import bootstrap
+
+    bootstrap(settings.duckdb_path, scale=0.01)
+    done = run_nw(env_for(settings, NW_TIMINGS="1"), "sync", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    line = next(ln for ln in done.stderr.splitlines() if ln.startswith("nw: timings: "))
+    first, total = map(float, re.fullmatch(r"nw: timings: process start → first SQL ([\d.]+) s; total ([\d.]+) s", line).groups())
+    assert 0 < first <= total
+    assert "timings" not in run_nw(env_for(settings), "sync", "--no-progress").stderr

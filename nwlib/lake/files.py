@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from .. import clock
 from ..errors import ConfigError, LakeError, first_line
 from ..model import TableSpec
 from ..settings import Settings
@@ -28,6 +29,7 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
         raise LakeError(f"lake file not found: {path}", "run `nw bootstrap` to create the sample lake, or set DUCKDB_PATH")
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
+    clock.mark("first SQL")          # NW_TIMINGS=1: the start-up of a command ends here
     try:
         if read_only and not create:
             # An in-memory session with the lake attached read-only: the lake cannot
