@@ -48,16 +48,18 @@ The contract every destination relies on:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from . import fingerprint
 from .holdings import Holdings, key_type, sent_keys
 from .model import APPEND, MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from .sql import ident
 from .typemap import send_expr
+
+if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
+    import pyarrow as pa
 
 FP = fingerprint.COLUMN
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from . import fingerprint
 from .errors import reraise_interrupt
@@ -25,6 +25,9 @@ from .model import TableSpec, TableState
 from .readback import dest_expr
 from .sql import ident
 from .typemap import pg_type
+
+if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
+    import pyarrow as pa
 
 ALIAS = "nw_holdings"
 META = "nw_meta"

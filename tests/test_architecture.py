@@ -182,3 +182,24 @@ def test_a_postgres_sync_imports_no_object_store_or_databricks_code(settings, la
     assert "psycopg" in loaded
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m.startswith(("nwlib.destinations.s3", "nwlib.destinations.delta")))
     assert not heavy, f"a PostgreSQL sync imported {heavy}"
+
+
+def test_a_sync_with_nothing_to_send_imports_neither_pyarrow_nor_pandas(settings, lake_path):
+    """The fixed cost of a no-change `nw sync` (issue 15): Arrow (and numpy under it) and pandas are imported
+    where rows move, not when there is nothing to send; the first sync, which sends rows, does import Arrow."""
+    from clirun import env_for, run_nw
+
+    from nwlib.bootstrap import bootstrap
+
+    bootstrap(lake_path, scale=0.01)
+    env = env_for(settings)
+    assert run_nw(env, "sync", "--no-progress").returncode == 0
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('MODULES ' + ' '.join(sys.modules), file=sys.stderr))\n"
+            "sys.argv = ['nw', 'sync', '--no-progress', '--env-file', '/nonexistent']\n"
+            "from nwlib.cli import main\nsys.exit(main())")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {m.split(".")[0] for m in proc.stderr.split("MODULES ", 1)[1].split()}
+    assert "psycopg" in imported and "duckdb" in imported
+    assert not {"pyarrow", "numpy", "pandas"} & imported, sorted({"pyarrow", "numpy", "pandas"} & imported)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import ContextManager, Protocol, runtime_checkable
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, ContextManager, Protocol, runtime_checkable
 
 from ..cdc import ChangeSet
 from ..model import APPEND, REPLACE, ForeignKey, TableReport, TableSpec, TableState
 
+if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
+    import pyarrow as pa
+
 Progress = Callable[[str, int], None]        # (table, rows just sent)
-ReaderFactory = Callable[[ChangeSet], pa.RecordBatchReader]
+ReaderFactory = Callable[[ChangeSet], "pa.RecordBatchReader"]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ...cdc import ChangeSet
 from ...errors import DestinationError, first_line
@@ -21,6 +20,9 @@ from ...sql import ident, idents, qualified
 from ...typemap import merge_expr, pg_type
 from ..base import Progress, ReaderFactory
 from .connection import Session
+
+if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
+    import pyarrow as pa
 
 
 def _stage_name(prefix: str, table: str) -> str:
@@ -135,6 +137,7 @@ class Copier:
 
 def refuse_infinite_times(batch: pa.RecordBatch, table: str) -> None:
     """DuckDB's ±infinity dates/timestamps would arrive as wrong finite values (or not at all): say so instead."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     for field, column in zip(batch.schema, batch.columns):

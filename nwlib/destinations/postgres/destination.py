@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ...cdc import ChangeSet
+from ...connstr import display, parse_url
 from ...errors import SchemaChangeError
 from ...model import APPEND, ForeignKey, TableReport, TableSpec, TableState
-from ...connstr import display, parse_url
 from ...records import now
 from ...settings import Settings
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
@@ -30,6 +29,9 @@ from .lock import LeaseLock
 from .readback import Reader
 from .scanner import Scanner
 from .schema import Tables
+
+if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
+    import pyarrow as pa
 
 CAPABILITIES = Capabilities(name="POSTGRES", foreign_keys=True, joint_transactions=True, append_replaces_tail=True, strict_json=True)
 

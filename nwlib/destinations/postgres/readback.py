@@ -4,8 +4,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from pathlib import Path
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ...fingerprint import COLUMN as FP
 from ...model import TableSpec
@@ -13,6 +12,9 @@ from ...sql import ident, qualified
 from ...typemap import pg_type
 from .connection import Session, local_settings
 from .scanner import Scanner
+
+if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
+    import pyarrow as pa
 
 
 # Types read typed through the postgres extension's binary COPY (exact, and blind to the session's DateStyle,
@@ -36,6 +38,7 @@ class Reader:
 
     def copy_out(self, sql: str) -> pa.RecordBatchReader:
         """Run ``COPY (sql) TO STDOUT CSV`` into a temp file; read it back as text columns."""
+        import pyarrow as pa
         import pyarrow.csv as pacsv
 
         with self.session.errors("read back"):
@@ -62,6 +65,8 @@ class Reader:
     def fingerprints(self, spec: TableSpec, present: dict[str, str] | None) -> pa.RecordBatchReader:
         """Keys (canonical text) and fingerprints of every row; ``present``: the table's columns (None: no table)."""
         if present is None:
+            import pyarrow as pa
+
             return pa.table({name: pa.array([], pa.string()) for name in (*spec.primary_key, FP)}).to_reader()
         typed = self.scanner is not None
         if typed and FP in present and all(pg_type(spec.column(k).type).pg in TYPED_KEYS for k in spec.primary_key):

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
 from ...errors import reraise_interrupt
 from ...lake import load_extension
 from ...settings import Settings
 from ...sql import ident
+
+if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
+    import pyarrow as pa
 
 log = logging.getLogger("nwlib.postgres")
 
