@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from . import __version__
-from .errors import ConfigError, NwError, VerifyMismatch, first_line, is_interrupt, split_hint
+from .errors import ConfigError, NwError, TransformFailed, VerifyMismatch, first_line, is_interrupt, split_hint
 from .settings import DESTINATION_ALIASES, DESTINATION_TYPES
 
 # Every code nw exits with (README, "Command line", has the same table; a test keeps each NwError's code here).
@@ -306,7 +306,12 @@ def cmd_transform(args) -> int:
 
     s = _settings(args)
     echo = None if args.json or args.no_progress else (lambda line: print(line, file=sys.stderr))
-    result = transform(s, args.select, args.full_refresh, echo=echo)
+    try:
+        result = transform(s, args.select, args.full_refresh, echo=echo)
+    except TransformFailed as exc:
+        if args.json and exc.result is not None:
+            _print_json(exc.result.to_json(), s)          # the node results, then the one-line error
+        raise
     if args.json:
         _print_json(result.to_json(), s)
         return 0
@@ -328,9 +333,9 @@ def cmd_check(args) -> int:
         return 0
     out = _Out()
     if not report.results and not report.absent:
-        out.say(f"no checks: {s.checks_file} is absent or empty")
+        out.say(f"no checks: {s.checks_path} is absent or empty")
         return 0
-    out.say(f"checks of {s.checks_file}")
+    out.say(f"checks of {s.checks_path}")
     rows = [[r.check.table, r.check.name, r.check.severity, "passed" if r.passed else "FAILED", f"{r.bad_rows:,}"] for r in report.results]
     out.table(("table", "check", "severity", "result", "bad rows"), rows, right=("bad rows",))
     for r in report.results:
@@ -352,8 +357,15 @@ def cmd_run(args) -> int:
 
     s = _settings(args)
     quiet = args.json or args.no_progress
-    result = run(s, args.select, args.full_refresh, _tables_arg(args), show_progress=not quiet,
-                 echo=None if quiet else (lambda line: print(line, file=sys.stderr)))
+    try:
+        result = run(s, args.select, args.full_refresh, _tables_arg(args), show_progress=not quiet,
+                     echo=None if quiet else (lambda line: print(line, file=sys.stderr)))
+    except TransformFailed as exc:
+        if exc.report is not None:
+            if args.json:
+                _print_json({**exc.report.to_json(), "transform": exc.result.to_json() if exc.result else None}, s)
+            _metrics(s, exc.report)
+        raise
     report = result.sync
     if args.json:
         _print_json({**report.to_json(), "transform": result.transform.to_json()}, s)

@@ -11,6 +11,7 @@ tables that depend on it are skipped.  The lake is only read.
 from __future__ import annotations
 
 import contextlib
+import logging
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from . import cdc, destinations, evolution, fingerprint
+from . import cdc, destinations, evolution, fingerprint, graph
 from .cdc import ChangeSet
 from .destinations.base import DeleteResult, Destination
 from .errors import HINT, DestinationError, NwError, QualityGateFailed, SchemaChangeError, SyncFailed, SyncInProgress, split_hint
@@ -33,6 +34,7 @@ from .records import new_run_id, now
 from .settings import Settings
 from .sql import ident
 
+log = logging.getLogger("nwlib.engine")
 ProgressFactory = Callable[[int], ProgressSink]
 
 
@@ -198,20 +200,35 @@ def record_steps(settings: Settings, run_id: str, steps: Sequence[TableReport]) 
 
 
 def _run_checks(run: _Run) -> None:
-    """The quality gate (CHECKS_FILE), before anything is sent: a failed ``error`` check holds its table and
-    the tables that depend on it back this run; a failed ``warn`` check is noted on its table."""
+    """The quality gate, before anything is sent: a failed ``error`` check (CHECKS_FILE) — or a dbt model whose
+    last build or tests failed — holds its table and the tables that depend on it back this run; a failed
+    ``warn`` check is noted on its table.  With ``--tables``, the checks of the chosen tables' parents (at any
+    depth) run too: a child is not published while its parent fails."""
     from . import quality
+    from .transform import failed_models
 
-    checks = quality.load_checks(run.settings.checks_file)
-    if not checks:
+    model = run.plan.model or run.plan.specs
+    dbt_failed = {name: why for name, why in failed_models(run.settings).items() if name in model}
+    checks = quality.load_checks(run.settings.checks_path, explicit=run.settings.checks_file is not None)
+    if not checks and not dbt_failed:
         return
-    published = {t: (st.row_count if st.loaded else None) for t, st in run.states.items()}
-    run.checks = quality.run_checks(run.con, run.plan.model or run.plan.specs, checks, run.plan.order, published,
-                                    source=str(run.settings.checks_file))
+    chosen = set(run.plan.order)
+    wanted = graph.with_parents(model, chosen)
+    states = dict(run.states)
+    parents = sorted(wanted - set(states))
+    if parents and any(c.kind == "row_count_change" for c in checks):
+        states.update(run.call(lambda: run.dest.states(parents)))
+    published = {t: (st.row_count if st.loaded else None) for t, st in states.items()}
+    ordered = [t for t in model if t in wanted]
+    run.checks = quality.run_checks(run.con, model, checks, ordered, published, source=str(run.settings.checks_path))
+    absent = quality.absent_tables(model, checks)
+    if absent:
+        log.warning("%s names table(s) the lake does not have, whose checks did not run: %s", run.settings.checks_path, ", ".join(absent))
     for r in run.checks:
-        if not r.passed and not r.blocking:
+        if not r.passed and not r.blocking and r.check.table in chosen:
             run.note(r.check.table, r.line())
-    run.held = quality.held_back(run.plan.specs, run.checks)
+    held = quality.held_back(model, run.checks, dbt_failed)
+    run.held = {t: why for t, why in held.items() if t in chosen}
 
 
 # --- change sets ------------------------------------------------------------------------------
@@ -319,8 +336,9 @@ def _load_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport]
     if held:
         for t in tables:
             why = run.held.get(t) or f"held back with {held[0]} (loaded in one step): {run.held[held[0]]}"
-            reports[t] = TableReport(t, plan.specs[t].mode, HELD, started_at=started, finished_at=now(), error=why,
-                                     notes=run.notes.get(t, ()))
+            kept = run.states[t].watermark       # the destination keeps its last good state, watermark included
+            reports[t] = TableReport(t, plan.specs[t].mode, HELD, watermark_before=kept, watermark_after=kept, started_at=started,
+                                     finished_at=now(), error=why, notes=run.notes.get(t, ()))
         return
     blocked = [fk.ref_table for t in tables for fk in plan.specs[t].foreign_keys
                if fk.ref_table in reports and reports[fk.ref_table].status != OK]

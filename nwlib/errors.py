@@ -108,6 +108,7 @@ class TransformFailed(NwError):
 
     exit_code = 10
     result = None     # the dbt run's nwlib.transform.TransformResult, when dbt got as far as running nodes
+    report = None     # `nw run`: the run as recorded (nwlib.model.SyncReport of the failed steps, nothing published)
 
 
 def split_hint(message: str) -> tuple[str, str | None]:

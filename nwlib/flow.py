@@ -6,7 +6,8 @@ dbt model or quality check is not something a retry fixes.  The run report goes 
 artifact (key ``nw-run-report``) and, when METRICS_FILE / PUSHGATEWAY_URL are set, to Prometheus.  The
 flow fails (so Prefect alerts) when a table fails or a quality check holds one back.
 
-Serve it on a schedule from the project folder (settings from ``.env`` and the environment, as ``nw``)::
+Serve it on a schedule from the project folder (settings from ``.env`` and the environment, as ``nw``); a
+schedule needs a Prefect API (``prefect server start``, or PREFECT_API_URL pointing at one)::
 
     python -m nwlib.flow --cron "17 * * * *"          # = nw_pipeline.serve(name="nw", cron=...)
 """
@@ -76,12 +77,18 @@ def build():
         from . import metrics
         from .engine import raise_for_failures
         from .notebook import table_list
-        from .pipeline import model_reports
-        from .records import new_run_id
+        from .errors import TransformFailed
+        from .pipeline import failed_transform, model_reports
+        from .records import new_run_id, now
 
         chosen = table_list(tables)
         run_id = new_run_id()
-        steps = model_reports(transform_task(select or None, full_refresh)) if transform else ()
+        started = now()
+        try:
+            steps = model_reports(transform_task(select or None, full_refresh)) if transform else ()
+        except TransformFailed as exc:        # recorded in controle_cargas and the metrics, as `nw run` does
+            metrics.after_run(_settings(), failed_transform(_settings(), run_id, started, exc))
+            raise
         checked = check_task(chosen)
         report = sync_task(chosen, run_id, steps)
         create_table_artifact(_report_rows(report), key="nw-run-report",
@@ -102,6 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tables", default="", help="comma-separated tables to publish (default: all)")
     p.add_argument("--select", default="", help="dbt --select (default: every model)")
     args = p.parse_args(argv)
+    try:
+        from cronsim import CronSim, CronSimError
+        from datetime import datetime
+
+        CronSim(args.cron, datetime.now())
+    except ImportError:
+        pass
+    except CronSimError as exc:
+        p.error(f"--cron {args.cron!r} is not a cron schedule ({exc})")
     build().serve(name=args.name, cron=args.cron, parameters={"tables": args.tables, "select": args.select})
     return 0
 

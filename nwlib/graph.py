@@ -82,3 +82,14 @@ def load_steps(specs: Iterable[TableSpec]) -> tuple[Step, ...]:
             steps.append(Step(g))
             sorter.done(g)
     return tuple(steps)
+
+
+def with_parents(specs: Mapping[str, TableSpec], tables: Iterable[str]) -> set[str]:
+    """``tables`` and every table they reference by foreign key, at any depth (those in ``specs``)."""
+    todo, found = list(tables), set(tables)
+    while todo:
+        for fk in specs[todo.pop()].foreign_keys:
+            if fk.ref_table in specs and fk.ref_table not in found:
+                found.add(fk.ref_table)
+                todo.append(fk.ref_table)
+    return found

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from . import destinations
 from .destinations.base import Destination
-from .model import FAILED, OK
+from .model import FAILED, HELD, OK, TRANSFORM
 from .settings import Settings
 
 
@@ -20,17 +20,22 @@ def runs_from_history(history: Sequence[dict]) -> list[dict]:
     """controle_cargas rows grouped into runs (one per ``run_id``), newest first.
 
     ``tables`` counts distinct tables: a run may add a row for a table's deletes
-    or schema notes beside its load row."""
+    or schema notes beside its load row; dbt's models of a ``nw run`` count as ``models``.  ``status`` is
+    ``failed`` when a table (or model) failed, else ``held`` when a quality check held one back, else ``ok``."""
     runs: dict[str, dict] = {}
     names: dict[str, set] = {}
     for h in history:
         rid = h.get("run_id")
         r = runs.setdefault(rid, {"run_id": rid, "started": None, "finished": None, "tables": 0,
-                                  "inserted": 0, "updated": 0, "deleted": 0, "failed": 0})
-        names.setdefault(rid, set()).add(h.get("tabela_nome"))
+                                  "inserted": 0, "updated": 0, "deleted": 0, "failed": 0, "held": 0, "models": 0})
+        if h.get("modo") == TRANSFORM:       # a dbt model of `nw run`: a step of the run, not a published table
+            r["models"] += 1
+        else:
+            names.setdefault(rid, set()).add(h.get("tabela_nome"))
         for k, col in (("inserted", "linhas_inseridas"), ("updated", "linhas_atualizadas"), ("deleted", "linhas_excluidas")):
             r[k] += int(h.get(col) or 0)
         r["failed"] += h.get("status") == FAILED
+        r["held"] += h.get("status") == HELD
         s, f = h.get("iniciado_em"), h.get("finalizado_em")
         if s and (r["started"] is None or s < r["started"]):
             r["started"] = s
@@ -38,9 +43,9 @@ def runs_from_history(history: Sequence[dict]) -> list[dict]:
             r["finished"] = f
     out = []
     for rid, r in runs.items():
-        r["tables"] = len(names[rid])
+        r["tables"] = len(names.get(rid, ()))
         r["seconds"] = (r["finished"] - r["started"]).total_seconds() if r["started"] and r["finished"] else None
-        r["status"] = FAILED if r["failed"] else OK
+        r["status"] = FAILED if r["failed"] else HELD if r["held"] else OK
         out.append(r)
     out.sort(key=lambda r: r["finished"] or r["started"] or datetime.min, reverse=True)
     return out

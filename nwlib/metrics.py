@@ -76,11 +76,13 @@ def registry(report: SyncReport, last_success: Mapping[str, datetime] | None = N
             success.labels(t.table).set(when)
     for r in report.checks:
         checks.labels(r.check.table, r.check.severity).inc(0 if r.passed else 1)
-    started = [s for s in (_epoch(t.started_at) for t in report.tables) if s is not None]
+    started = [s for s in (_epoch(t.started_at) for t in (*report.steps, *report.tables)) if s is not None]
     run = pc.Gauge("nw_run_seconds", "Seconds of the last run", registry=reg)
     run.set(max(0.0, now - min(started)) if started else 0.0)
     pc.Gauge("nw_run_failed_tables", "Tables that failed or were held back in the last run", registry=reg).set(
         sum(1 for t in report.tables if t.status in (FAILED, HELD)))
+    pc.Gauge("nw_run_failed_models", "dbt models of the last `nw run` that failed (or whose tests did)", registry=reg).set(
+        sum(1 for t in report.steps if t.status == FAILED))
     pc.Gauge("nw_run_ok", "1 when every table of the last run made it", registry=reg).set(1 if report.ok else 0)
     pc.Gauge("nw_run_timestamp_seconds", "When the last run ended", registry=reg).set(now)
     return reg
@@ -94,6 +96,23 @@ def last_successes(history: Iterable[dict]) -> dict[str, datetime]:
         if status == OK and name and isinstance(when, datetime) and (name not in out or when > out[name]):
             out[name] = when
     return out
+
+
+def _gateway(url: str):
+    """A gateway URL without its credentials, and the handler that sends them (basic auth), if it had any."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    parts = urlsplit(url)
+    if not parts.username:
+        return url, default_handler
+    bare = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    def handler(url, method, timeout, headers, data):
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    return bare, handler
 
 
 def publish(settings: Settings, report: SyncReport, history: Iterable[dict] = ()) -> list[str]:
@@ -112,8 +131,8 @@ def publish(settings: Settings, report: SyncReport, history: Iterable[dict] = ()
             log.warning("metrics not written to METRICS_FILE=%s: %s", settings.metrics_file, exc.strerror or exc)
     if settings.pushgateway_url:
         try:
-            pc.push_to_gateway(settings.pushgateway_url, job=JOB, registry=reg, grouping_key={"instance": socket.gethostname()},
-                               timeout=5)
+            url, handler = _gateway(settings.pushgateway_url)
+            pc.push_to_gateway(url, job=JOB, registry=reg, grouping_key={"instance": socket.gethostname()}, timeout=5, handler=handler)
             done.append(f"metrics pushed to {settings.redact(settings.pushgateway_url)}")
         except Exception as exc:  # noqa: BLE001 - a monitoring hiccup must not fail the run it reports on
             log.warning("metrics not pushed to PUSHGATEWAY_URL=%s: %s", settings.redact(settings.pushgateway_url),

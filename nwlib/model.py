@@ -202,8 +202,10 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        """Every table made it: none failed, none was held back by a quality check, and the ledger took the run."""
-        return all(t.status not in (FAILED, HELD) for t in self.tables) and self.ledger_error is None
+        """Every table made it: none failed, none was held back by a quality check, no earlier step (dbt) failed,
+        and the ledger took the run."""
+        return (all(t.status not in (FAILED, HELD) for t in self.tables) and all(t.status != FAILED for t in self.steps)
+                and self.ledger_error is None)
 
     @property
     def held(self) -> tuple[TableReport, ...]:

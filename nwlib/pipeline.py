@@ -21,7 +21,7 @@ from .model import FAILED, OK, SKIPPED, TRANSFORM, SyncReport, TableReport
 from .quality import CheckResult
 from .records import new_run_id, now
 from .settings import Settings
-from .transform import TransformResult, transform
+from .transform import TransformResult, error_cause, transform
 
 LEDGER_PREFIX = "dbt:"
 
@@ -57,12 +57,13 @@ class CheckReport:
 def check(settings: Settings, tables: Iterable[str] | None = None) -> CheckReport:
     """Run the quality checks on the lake, publishing nothing.  The last published row counts (for
     ``row_count_change``) come from the destination when it answers; without it those checks pass."""
-    from . import destinations, quality
+    from . import destinations, graph, quality
     from .errors import NwError
+    from .transform import failed_models
     from .lake import open_lake
     from .plan import read_plan
 
-    checks = quality.load_checks(settings.checks_file)
+    checks = quality.load_checks(settings.checks_path, explicit=settings.checks_file is not None)
     with open_lake(settings) as con:
         plan = read_plan(settings, con, tables)
         published: dict[str, int | None] = {}
@@ -71,14 +72,18 @@ def check(settings: Settings, tables: Iterable[str] | None = None) -> CheckRepor
             try:
                 dest = destinations.create(settings)
                 try:
-                    published = {t: (st.row_count if st.loaded else None) for t, st in dest.states(plan.order).items()}
+                    wanted = sorted(graph.with_parents(plan.model or plan.specs, plan.order))
+                    published = {t: (st.row_count if st.loaded else None) for t, st in dest.states(wanted).items()}
                     known = True
                 finally:
                     dest.close()
             except NwError:
                 known = False
-        results = quality.run_checks(con, plan.model or plan.specs, checks, plan.order, published, source=str(settings.checks_file))
-    return CheckReport(results, quality.held_back(plan.specs, results), quality.absent_tables(plan.model, checks), known)
+        model = plan.model or plan.specs
+        wanted = graph.with_parents(model, plan.order)       # a parent's failure holds its children back too
+        results = quality.run_checks(con, model, checks, [t for t in model if t in wanted], published, source=str(settings.checks_path))
+    held = quality.held_back(model, results, {t: why for t, why in failed_models(settings).items() if t in model})
+    return CheckReport(results, {t: why for t, why in held.items() if t in plan.order}, quality.absent_tables(model, checks), known)
 
 
 @dataclass(frozen=True)
@@ -103,13 +108,28 @@ def model_reports(result: TransformResult) -> tuple[TableReport, ...]:
         status = OK if m.status == "success" and not bad else (SKIPPED if m.status == "skipped" else FAILED)
         error = None
         if m.status not in ("success", "skipped"):
-            error = (m.message.splitlines() or [m.status])[0]
+            error = error_cause(m.message) or m.status
         elif bad:
             error = "; ".join(f"test {t.name} {t.status}" + (f" ({t.failures:,} rows)" if t.failures else "") for t in bad)
         notes = (f"dbt: {len(tests) - len(bad) - len(warned)} of {len(tests)} tests passed" + (f", {len(warned)} warned" if warned else ""),)
         out.append(TableReport(LEDGER_PREFIX + m.name, TRANSFORM, status, started_at=finished - timedelta(seconds=m.seconds),
                                finished_at=finished, error=error, notes=notes if tests else ()))
     return tuple(out)
+
+
+def failed_transform(settings: Settings, run_id: str, started, exc: TransformFailed) -> SyncReport:
+    """A dbt build that failed, as a run that published nothing: its steps recorded in ``controle_cargas``
+    (the report says so when that fails too) and the report metrics are made from."""
+    from .errors import NwError
+
+    steps = model_reports(exc.result) if exc.result is not None else (
+        TableReport(LEDGER_PREFIX + "build", TRANSFORM, FAILED, started_at=started, finished_at=now(), error=str(exc)),)
+    ledger_error = None
+    try:
+        engine.record_steps(settings, run_id, steps)
+    except NwError as err:
+        ledger_error = str(err)
+    return SyncReport(run_id, settings.destination_type, (), steps=steps, ledger_error=ledger_error)
 
 
 def run(settings: Settings, select: str | Sequence[str] | None = None, full_refresh: bool = False,
@@ -122,9 +142,7 @@ def run(settings: Settings, select: str | Sequence[str] | None = None, full_refr
     try:
         result = transform(settings, select, full_refresh, echo)
     except TransformFailed as exc:
-        steps = model_reports(exc.result) if exc.result is not None else (
-            TableReport(LEDGER_PREFIX + "build", TRANSFORM, FAILED, started_at=started, finished_at=now(), error=str(exc)),)
-        engine.record_steps(settings, run_id, steps)
+        exc.report = failed_transform(settings, run_id, started, exc)
         raise
     report = engine.sync(settings, tables, show_progress=show_progress, run_id=run_id, steps=model_reports(result))
     return PipelineReport(run_id, result, report)

@@ -58,7 +58,7 @@ class Settings:
     retry_window_seconds: float = 7.0        # retries stop this long after a step's first failure (see nwlib.engine)
     cdc_lookback_seconds: float = 0.0
     duckdb_memory_limit: str = "256MB"
-    checks_file: Path = Path("checks.yml")      # quality checks run before publishing (absent: none)
+    checks_file: Path | None = None             # CHECKS_FILE: quality checks run before publishing (see checks_path)
     metrics_file: Path | None = None            # Prometheus textfile-collector file written after each run
     pushgateway_url: str | None = None          # a Prometheus Pushgateway the run's metrics are pushed to
     dbt_project_dir: Path = Path("transform")   # the dbt project `nw transform` builds
@@ -115,6 +115,11 @@ class Settings:
         if self.uses_embedded_postgres:
             return connstr.DIRECT
         return connstr.connection_mode(params, self.db_pool_mode, self.database_url)
+
+    @property
+    def checks_path(self) -> Path:
+        """The quality checks' file: CHECKS_FILE, else ``checks.yml`` in the current folder (absent: no checks)."""
+        return self.checks_file or Path("checks.yml")
 
     def schema_policy(self, table: str) -> str:
         """SCHEMA_CHANGES for ``table``: its own entry, else the default, else evolve."""
@@ -255,7 +260,7 @@ _PARSERS = {
     "RETRY_WINDOW_SECONDS": ("retry_window_seconds", _float),
     "CDC_LOOKBACK_SECONDS": ("cdc_lookback_seconds", _float),
     "DUCKDB_MEMORY_LIMIT": ("duckdb_memory_limit", lambda n, v: _nonempty(n, v)),
-    "CHECKS_FILE": ("checks_file", lambda n, v: Path(v)),
+    "CHECKS_FILE": ("checks_file", lambda n, v: Path(v) if v.strip() else None),
     "METRICS_FILE": ("metrics_file", lambda n, v: Path(v) if v.strip() else None),
     "PUSHGATEWAY_URL": ("pushgateway_url", lambda n, v: v.strip() or None),
     "DBT_PROJECT_DIR": ("dbt_project_dir", lambda n, v: Path(v)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -123,8 +124,11 @@ def transform(settings: Settings, select: str | Sequence[str] | None = None, ful
     code = proc.wait()
     seconds = time.perf_counter() - started
     if not results.is_file():
-        raise _no_results(code, tail, lake)
+        raise _no_results(code, tail, lake, work / "logs")
     result = read_results(results, seconds, picked)
+    if picked.strip() and not result.nodes:
+        raise ConfigError(f"dbt --select {picked!r} matched no model or test of {project}",
+                          "check the names (the models are the .sql files under models/)")
     if not result.ok:
         failed = TransformFailed(_failure_line(result), "fix the model or the data, then rerun `nw transform` (nothing was published)")
         failed.result = result
@@ -132,19 +136,31 @@ def transform(settings: Settings, select: str | Sequence[str] | None = None, ful
     return result
 
 
-def _no_results(code: int, tail: list[str], lake: Path) -> Exception:
+def error_cause(message: str) -> str:
+    """The line of a dbt error that says what is wrong: not dbt's "Runtime Error in model x (path)" heading."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if not re.match(r"^(Runtime|Compilation|Database|Parsing) Error( in \w+ .*)?$", ln)]
+    return (telling or lines or [""])[0]
+
+
+def _no_results(code: int, tail: list[str], lake: Path, logs: Path) -> Exception:
     text = "\n".join(tail)
     if "lock" in text.lower() and "conflicting lock" in text.lower() or "Could not set lock" in text:
         return LakeError(f"lake file {lake} is locked by another process", "close the other writer (a notebook or `nw bootstrap`) and retry")
-    errors = [ln for ln in tail if "error" in ln.lower()]
-    why = (errors[-1] if errors else (tail[-1] if tail else f"exit code {code}")).split("  ", 1)[-1].strip()
-    return TransformFailed(f"dbt could not build the project: {why}", "run `nw transform` again after fixing it (dbt's log: .nw/dbt/logs)")
+    lines = [re.sub(r"^\S*\d\d:\d\d:\d\d\s+", "", ln).strip() for ln in tail]
+    heading = next((i for i, ln in enumerate(lines) if re.search(r"\b(Compilation|Parsing|Runtime) Error\b", ln)), None)
+    if heading is not None:
+        why = " ".join(ln for ln in lines[heading:heading + 3] if ln)
+    else:
+        errors = [ln for ln in lines if "error" in ln.lower()]
+        why = errors[-1] if errors else (lines[-1] if lines else f"exit code {code}")
+    return TransformFailed(f"dbt could not build the project: {why}", f"fix it and run `nw transform` again (dbt's log: {logs})")
 
 
 def _failure_line(result: TransformResult) -> str:
     parts = []
     for n in result.failed[:3]:
-        what = f"{n.failures:,} failing rows" if n.kind == "test" and n.failures else (n.message.splitlines()[0] if n.message else n.status)
+        what = f"{n.failures:,} failing rows" if n.kind == "test" and n.failures else (error_cause(n.message) or n.status)
         parts.append(f"{n.kind} {n.name} {n.status}: {what}")
     more = f" (and {len(result.failed) - 3} more)" if len(result.failed) > 3 else ""
     return "dbt build: " + "; ".join(parts) + more
@@ -176,3 +192,20 @@ def last_run(settings: Settings) -> TransformResult | None:
     """The last ``nw transform`` (its ``run_results.json``), or None when there was none."""
     path = dbt_dir(settings) / "target" / "run_results.json"
     return read_results(path) if path.is_file() else None
+
+
+def failed_models(settings: Settings) -> dict[str, str]:
+    """Models whose last dbt build failed, or whose tests failed, each with why (a sync holds them back until
+    dbt passes again: the lake may hold a model that its own tests reject)."""
+    result = last_run(settings)
+    if result is None:
+        return {}
+    out: dict[str, str] = {}
+    for m in result.models:
+        if m.status in FAILED_STATUSES:
+            out[m.name] = f"its last dbt build failed ({error_cause(m.message) or m.status}) — fix it and run `nw transform`"
+    for t in result.tests:
+        if t.model and t.status in FAILED_STATUSES and t.model not in out:
+            out[t.model] = (f"its dbt test {t.name} failed" + (f" ({t.failures:,} rows)" if t.failures else "")
+                            + " in the last `nw transform` — fix it and run `nw transform`")
+    return out

@@ -131,7 +131,9 @@ def pg(pg_route):
 def _no_repository_checks(monkeypatch, tmp_path):
     """The repository's checks.yml is for the sample project: a test (and the `nw` it starts) runs the checks it
     writes itself, at tmp_path/checks.yml."""
-    monkeypatch.setenv("CHECKS_FILE", str(tmp_path / "checks.yml"))
+    empty = tmp_path / "checks.yml"
+    empty.write_text("# no checks unless the test writes some\n")
+    monkeypatch.setenv("CHECKS_FILE", str(empty))
 
 
 @pytest.fixture

@@ -573,6 +573,14 @@ def test_check_alone_says_what_a_sync_would_hold_and_exits_9(settings, pg, tmp_p
     synced = run_nw(env, "sync", "--no-progress")
     assert synced.returncode == 9 and "held back" in one_line_error(synced)
     assert "quality checks: 1 of 2 passed; 1 table(s) held back" in synced.stdout
+    runs = json.loads(run_nw(env, "runs", "--json").stdout)["runs"]
+    assert (runs[0]["status"], runs[0]["held"], runs[0]["failed"]) == ("held", 1, 0)
+    # A mistyped CHECKS_FILE, or a table the lake lacks, does not switch the gate off unnoticed.
+    missing = run_nw(env_for(settings, CHECKS_FILE=str(tmp_path / "typo.yml")), "sync", "--no-progress")
+    assert f"nw: note: CHECKS_FILE={tmp_path / 'typo.yml'} does not exist: no quality checks ran" in missing.stderr
+    checks.write_text("tables:\n  clientez:\n    - unique: email\n")
+    absent = run_nw(env, "sync", "--no-progress")
+    assert "names table(s) the lake does not have, whose checks did not run: clientez" in absent.stderr
     # A mistake in the file is one line naming it.
     checks.write_text("tables:\n  clientes:\n    - uniq: email\n")
     bad = run_nw(env, "check")
@@ -599,6 +607,13 @@ def test_transform_and_run_through_the_command_line(settings, pg, tmp_path):
     (broken / "models" / "marts" / "vendas_diarias.sql").write_text("select nonsense from nowhere")
     failed = run_nw({**env, "DBT_PROJECT_DIR": str(broken)}, "transform", "--no-progress", timeout=300)
     assert failed.returncode == 10 and "vendas_diarias" in one_line_error(failed)
+    # nw run --json on a failed dbt build: the report still comes out, the metrics say the run failed.
+    prom = tmp_path / "nw.prom"
+    ran = run_nw({**env, "DBT_PROJECT_DIR": str(broken), "METRICS_FILE": str(prom)}, "run", "--json", "--no-progress", timeout=300)
+    assert ran.returncode == 10 and "vendas_diarias" in one_line_error(ran)
+    doc = json.loads(ran.stdout)
+    assert not doc["ok"] and doc["tables"] == [] and any(s["status"] == "failed" for s in doc["steps"]) and not doc["transform"]["ok"]
+    assert "nw_run_ok 0.0" in prom.read_text() and "nw_run_failed_models 1.0" in prom.read_text()
 
 
 def test_nw_timings_reports_the_start_up_to_the_first_sql(settings, pg):

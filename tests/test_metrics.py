@@ -97,3 +97,13 @@ def test_the_grafana_dashboard_queries_only_metrics_nw_exports():
     used = {name for p in doc["panels"] for t in p["targets"] for name in re.findall(r"\bnw_[a-z_]+\b", t["expr"])}
     assert used and used <= exported, used - exported
     assert len(doc["panels"]) >= 8 and all(p["title"] and p["description"] is not None for p in doc["panels"])
+
+
+def test_credentials_in_the_gateway_url_are_sent_as_basic_auth_not_as_a_host(make_settings, pushgateway, pg, caplog):
+    host = pushgateway.url.split("://", 1)[1]
+    settings = make_settings(PUSHGATEWAY_URL=f"http://nw:p%40ss@{host}")
+    two_tables(settings)
+    report = sync(settings, show_progress=False)
+    assert metrics.after_run(settings, report) == [f"metrics pushed to http://nw:***@{host}"]
+    assert at(pushgateway.series(), "nw_table_rows", table="clientes", operation="inserted") == 5
+    assert "p@ss" not in caplog.text and "p%40ss" not in caplog.text

@@ -81,10 +81,11 @@ def test_row_count_change_against_the_last_published_count(settings):
     doc = "tables:\n  pedidos:\n    - row_count_change: {max_drop_pct: 20, max_growth_pct: 50}\n"
     assert one(settings, doc, published={}).passed                 # never published: nothing to compare
     assert one(settings, doc, published={"pedidos": 28}).passed    # 30 vs 28
-    dropped = one(settings, doc, published={"pedidos": 100})       # 30 is 70 % below
-    assert (dropped.passed, dropped.bad_rows) == (False, 70) and "published 100" in dropped.line()
-    grown = one(settings, doc, published={"pedidos": 10})          # 30 is 200 % above
-    assert (grown.passed, grown.bad_rows) == (False, 20)
+    dropped = one(settings, doc, published={"pedidos": 100})       # 30 is 70 % below: 50 rows under the bound of 80
+    assert (dropped.passed, dropped.bad_rows) == (False, 50) and "published 100" in dropped.line()
+    grown = one(settings, doc, published={"pedidos": 10})          # 30 is 200 % above: 15 rows over the bound of 15
+    assert (grown.passed, grown.bad_rows) == (False, 15)
+    assert one(settings, doc, published={"pedidos": 0}).passed     # an empty table published is no baseline
 
 
 def test_freshness_of_a_timestamp_column(settings):
@@ -186,3 +187,24 @@ def test_identifiers_are_quoted_and_values_bound(settings):
              """INSERT INTO "Tabela Estranha" VALUES (1, 'a'), (2, 'it''s'), (3, 'b')""")
     r = one(settings, 'tables:\n  "Tabela Estranha":\n    - accepted_values: {column: "sel\\"ect", values: [a, "it\'s"]}\n')
     assert (r.bad_rows, r.sample) == (1, ("3",))
+
+
+def test_accepted_values_compare_in_the_columns_own_type(settings):
+    lake_sql(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, ativo BOOLEAN, preco DECIMAL(10,2))",
+             "INSERT INTO t VALUES (1, true, 1.50), (2, false, 2.00), (3, true, -1), (4, NULL, 9.99)")
+    assert one(settings, "tables:\n  t:\n    - accepted_values: {column: ativo, values: [true, false]}\n").passed
+    r = one(settings, "tables:\n  t:\n    - accepted_values: {column: preco, values: [1.5, 2.0, -1]}\n")
+    assert (r.bad_rows, r.sample) == (1, ("4",))
+    with pytest.raises(ConfigError, match="DuckDB cannot run it"):
+        one(settings, "tables:\n  t:\n    - accepted_values: {column: preco, values: [cheap]}\n")
+
+
+def test_parents_checks_hold_children_back_when_only_the_children_are_synced(settings, pg):
+    shop(settings)
+    assert sync(settings, show_progress=False).ok
+    settings.checks_file.write_text("tables:\n  clientes:\n    - not_null: email\n")
+    lake_sql(settings, "UPDATE clientes SET email = NULL WHERE id = 2", "UPDATE pedidos SET valor = 7 WHERE id = 3")
+    report = sync(settings, ["pedidos"], show_progress=False)
+    (pedidos,) = report.tables
+    assert pedidos.status == HELD and "depends on 'clientes'" in pedidos.error
+    assert pedidos.watermark_after == pedidos.watermark_before and pedidos.watermark_after.value is not None

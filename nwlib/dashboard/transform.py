@@ -57,7 +57,7 @@ class TransformTab:
 
         report = check(self.app.settings)
         if not report.results and not report.absent:
-            self.checks_msg.value = note_html(f"no checks: {html.escape(str(self.app.settings.checks_file))} is absent or empty")
+            self.checks_msg.value = note_html(f"no checks: {html.escape(str(self.app.settings.checks_path))} is absent or empty")
             self.checks.value = ""
             return
         rows = [[r.check.table, r.check.name, r.check.severity, "passed" if r.passed else "FAILED", r.bad_rows, ", ".join(r.sample) or "—"]

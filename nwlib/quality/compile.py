@@ -1,7 +1,7 @@
 """Each check as one set-based DuckDB query: ``SELECT bad_rows, sample_keys`` (no row-by-row Python).
 
 ``bad_rows`` counts the rows that break the check (for ``unique``: every row of a duplicated value; for
-``row_count_change``: how far the count moved; for ``freshness``: 1 when stale); ``sample_keys`` holds up
+``row_count_change``: how many rows beyond the bound the count moved; for ``freshness``: 1 when stale); ``sample_keys`` holds up
 to :data:`SAMPLE` of their primary keys as text (``a,b`` for a composite key, ``row N`` without a key).
 Identifiers are quoted; values (accepted values, counts, ages) are bound parameters.  The one piece of
 SQL taken as written is an ``expression`` check's boolean expression, from the versioned checks file.
@@ -42,8 +42,11 @@ def compile_check(check: Check, spec: TableSpec, ref: TableSpec | None = None, p
                 f"WHERE {' AND '.join(f'{ident(c)} IS NOT NULL' for c in check.columns)} GROUP BY ALL HAVING count(*) > 1)")
         return _rows(spec, "true", f"SEMI JOIN {dups} AS d ON {match}"), []
     if check.kind == "accepted_values":
-        return _rows(spec, f"{cols[0]} IS NOT NULL AND NOT list_contains(?::VARCHAR[], CAST({cols[0]} AS VARCHAR))"), \
-            [[str(v) for v in check.values]]
+        # The values are cast to the column's own type (so `true` matches a BOOLEAN, 1.5 a DECIMAL's 1.50);
+        # a value that is not of that type is DuckDB's conversion error, one line naming the check.
+        kind = spec.column(check.columns[0]).type
+        texts = [str(v).lower() if isinstance(v, bool) else str(v) for v in check.values]
+        return _rows(spec, f"{cols[0]} IS NOT NULL AND NOT list_contains(CAST(?::VARCHAR[] AS {kind}[]), {cols[0]})"), [texts]
     if check.kind == "relationships":
         assert ref is not None
         match = " AND ".join(f"t.{ident(c)} = p.{ident(r)}" for c, r in zip(check.columns, check.ref_columns))
@@ -52,12 +55,14 @@ def compile_check(check: Check, spec: TableSpec, ref: TableSpec | None = None, p
         return _rows(spec, f"NOT ({check.sql})"), []
     if check.kind == "row_count_change":
         # bad = how far the count moved beyond a bound (0 within the bounds, or when never published)
-        low = None if published_rows is None or check.max_drop_pct is None else published_rows * (1 - check.max_drop_pct / 100)
-        high = None if published_rows is None or check.max_growth_pct is None else published_rows * (1 + check.max_growth_pct / 100)
+        # Nothing published (or an empty table published) is no baseline: a first load grows from 0 by any share.
+        base = published_rows or None
+        low = None if base is None or check.max_drop_pct is None else base * (1 - check.max_drop_pct / 100)
+        high = None if base is None or check.max_growth_pct is None else base * (1 + check.max_growth_pct / 100)
         return (f"WITH c AS (SELECT count(*) AS n FROM {spec.source}) "
-                "SELECT CASE WHEN ?::BIGINT IS NULL THEN 0 WHEN n < ?::DOUBLE THEN ?::BIGINT - n WHEN n > ?::DOUBLE THEN n - ?::BIGINT "
+                "SELECT CASE WHEN ?::BIGINT IS NULL THEN 0 WHEN n < ?::DOUBLE THEN ceil(?::DOUBLE - n) WHEN n > ?::DOUBLE THEN ceil(n - ?::DOUBLE) "
                 "ELSE 0 END, ['lake ' || n::VARCHAR || ' rows, last published ' || coalesce(?::VARCHAR, 'never')] FROM c",
-                [published_rows, low, published_rows, high, published_rows, published_rows])
+                [base, low, low, high, high, published_rows])
     if check.kind == "freshness":
         newest = f"max(CAST({ident(check.columns[0])} AS TIMESTAMP))"
         return (f"SELECT CASE WHEN {newest} IS NULL OR {newest} < CAST(now() AS TIMESTAMP) - to_seconds(?::DOUBLE) THEN 1 ELSE 0 END, "

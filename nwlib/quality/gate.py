@@ -90,11 +90,11 @@ def absent_tables(model: Mapping[str, TableSpec], checks: Iterable[Check]) -> tu
     return tuple(sorted({c.table for c in checks if c.table not in model}))
 
 
-def held_back(specs: Mapping[str, TableSpec], results: Iterable[CheckResult]) -> dict[str, str]:
-    """Tables of ``specs`` not to publish this run, each with why: a failed ``error`` check, or a parent (by
-    foreign key, at any depth) held back for one."""
-    held: dict[str, str] = {}
-    root: dict[str, str] = {}
+def held_back(specs: Mapping[str, TableSpec], results: Iterable[CheckResult], also: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Tables of ``specs`` not to publish this run, each with why: a failed ``error`` check (or a reason in
+    ``also``: a dbt model whose last build failed), or a parent (by foreign key, at any depth) held back for one."""
+    held: dict[str, str] = {t: why for t, why in (also or {}).items() if t in specs}
+    root: dict[str, str] = {t: t for t in held}
     for r in results:
         t = r.check.table
         if r.blocking and t in specs:
@@ -109,6 +109,6 @@ def held_back(specs: Mapping[str, TableSpec], results: Iterable[CheckResult]) ->
             parent = next((fk.ref_table for fk in spec.foreign_keys if fk.ref_table in held and fk.ref_table != name), None)
             if parent is not None:
                 root[name] = root[parent]
-                held[name] = f"held back: it depends on {root[name]!r} (by foreign key), which failed a quality check"
+                held[name] = f"it depends on {root[name]!r} (by foreign key), which is held back"
                 changed = True
     return held

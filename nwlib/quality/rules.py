@@ -19,12 +19,15 @@ the check.  Whether the named tables and columns exist is checked against the la
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+
+log = logging.getLogger("nwlib.quality")
 
 ERROR, WARN = "error", "warn"
 SEVERITIES = (ERROR, WARN)
@@ -50,10 +53,13 @@ class Check:
     max_age_seconds: float | None = None   # freshness
 
 
-def load_checks(path: Path | str) -> tuple[Check, ...]:
-    """The checks of a file; none when it does not exist."""
+def load_checks(path: Path | str, explicit: bool = False) -> tuple[Check, ...]:
+    """The checks of a file; none when it does not exist (said as a warning when it was named explicitly:
+    a mistyped CHECKS_FILE must not switch the gate off unnoticed)."""
     path = Path(path)
     if not path.is_file():
+        if explicit:
+            log.warning("CHECKS_FILE=%s does not exist: no quality checks ran", path)
         return ()
     import yaml
 

@@ -1,5 +1,6 @@
 {{ config(post_hook="{{ nw_foreign_keys([('id_cliente', 'cliente_valor', 'id_cliente')]) }}") }}
 -- An order with its items and payments summed up: one row per order.
+-- depends_on: {{ ref('cliente_valor') }}  (its customers: built after them, and not when they fail)
 with itens as (
     select id_pedido, count(*) as itens, sum(quantidade) as unidades, sum(quantidade * preco_unitario) as valor_itens,
            max(updated_at) as updated_at
