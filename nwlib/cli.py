@@ -604,10 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command("sync", ("env", "lake", "dest", "batch", "tables", "json"), "send changed rows to the destination",
                 "Send what changed in the lake since the last run (inserts, updates, deletes) to the destination, table by "
-                "table in foreign-key order, and record the run in controle_cargas. A table that fails does not stop "
-                "independent ones; exit 1 names it.",
+                "table in foreign-key order, and record the run in controle_cargas. The quality checks of CHECKS_FILE run "
+                "first: a table failing an error check, and the tables depending on it, are held back (exit 9). A table "
+                "that fails does not stop independent ones; exit 1 names it.",
                 _epilog("nw sync --tables clientes,pedidos --dry-run", "nw sync --watch --no-progress", more="--json prints the report as JSON (keys: run_id, "
-                        "destination, dry_run, ok, ledger_error, tables[]) and shows no progress bar."))
+                        "destination, dry_run, ok, ledger_error, checks[], steps[], tables[]) and shows no progress bar."))
     s.add_argument("--full-refresh", action="store_true",
                    help="ignore watermarks: resend whole tables, delete what the lake lacks (default: off)")
     s.add_argument("--dry-run", action="store_true", help="show the load order and rows to send; change nothing (default: off)")

@@ -573,6 +573,9 @@ def raise_for_failures(report: SyncReport) -> SyncReport:
     if report.held:
         first = report.held[0]
         more = f" (and {len(report.held) - 1} more table(s))" if len(report.held) > 1 else ""
+        if report.dry_run:
+            raise QualityGateFailed(f"table {first.table!r} would be held back{more}: {first.error}",
+                                    "fix the data (or the check in CHECKS_FILE) before the sync")
         raise QualityGateFailed(f"table {first.table!r} was held back{more}: {first.error}{ledger}",
                                 "fix the data (or the check in CHECKS_FILE) and rerun; the destination keeps its last good state")
     if report.ledger_error:

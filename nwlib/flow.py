@@ -17,7 +17,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import os
+
 from .errors import MissingDependency
+
+# Prefect's own usage statistics: off (the workbench makes no calls outside the machine).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 try:
     from prefect import flow, task

@@ -18,17 +18,23 @@ SAMPLE = 5
 
 
 def key_text(spec: TableSpec, alias: str = "t") -> str:
+    """A row's key as text: ``42``, ``(BR, 7)`` for a composite key, ``row 12`` without a key."""
     if not spec.primary_key:
         return f"'row ' || CAST({alias}.rowid AS VARCHAR)"
     parts = [f"coalesce(CAST({alias}.{ident(k)} AS VARCHAR), 'NULL')" for k in spec.primary_key]
-    return parts[0] if len(parts) == 1 else f"concat_ws(',', {', '.join(parts)})"
+    return parts[0] if len(parts) == 1 else f"'(' || concat_ws(', ', {', '.join(parts)}) || ')'"
+
+
+def _order(spec: TableSpec, alias: str = "t") -> str:
+    """The sample's order: by the key's own values (10 after 9), not by its text."""
+    return ", ".join(f"{alias}.{ident(k)}" for k in spec.primary_key) if spec.primary_key else f"{alias}.rowid"
 
 
 def _rows(spec: TableSpec, where: str, join: str = "") -> str:
     """Bad rows = the rows of the table matching ``where`` (after ``join``): their count and a sample of keys."""
-    bad = f"SELECT {key_text(spec)} AS k FROM {spec.source} AS t {join} WHERE {where}"
+    bad = f"SELECT {key_text(spec)} AS k, row_number() OVER (ORDER BY {_order(spec)}) AS o FROM {spec.source} AS t {join} WHERE {where}"
     return (f"WITH bad AS ({bad}) SELECT (SELECT count(*) FROM bad), "
-            f"(SELECT coalesce(list(k ORDER BY k), []) FROM (SELECT k FROM bad ORDER BY k LIMIT {SAMPLE}))")
+            f"(SELECT coalesce(list(k ORDER BY o), []) FROM (SELECT k, o FROM bad ORDER BY o LIMIT {SAMPLE}))")
 
 
 def compile_check(check: Check, spec: TableSpec, ref: TableSpec | None = None, published_rows: int | None = None) -> tuple[str, list[Any]]:
