@@ -76,7 +76,8 @@ class TransformResult:
 
 
 def dbt_dir(settings: Settings) -> Path:
-    return settings.destination_path / ".nw" / "dbt"
+    """Where dbt's target/ and logs/ go: absolute, since dbt reads a relative path from the project's folder."""
+    return (settings.destination_path / ".nw" / "dbt").resolve()
 
 
 def project_dir(settings: Settings) -> Path:

@@ -113,3 +113,17 @@ def test_a_failing_model_or_test_is_one_line_and_changes_nothing(project, tmp_pa
     con = duckdb.connect(str(project.duckdb_path), read_only=True)
     assert con.execute("SELECT count(*), sum(valor_total) FROM vendas_diarias").fetchone() == days
     con.close()
+
+
+def test_a_relative_destination_path_as_in_a_fresh_clone(make_settings, lake_path, tmp_path, monkeypatch):
+    """The README's order (make demo, then nw run) runs with DESTINATION_PATH=data, relative to the current folder:
+    dbt's results land there, not under the dbt project."""
+    monkeypatch.chdir(tmp_path)
+    bootstrap(lake_path, scale=0.02, seed=1)
+    project = tmp_path / "transform"
+    shutil.copytree(ROOT / "transform", project, ignore=shutil.ignore_patterns("target", "logs", "data"))
+    settings = make_settings(DESTINATION_PATH="data", DBT_PROJECT_DIR="transform")
+    assert transform(settings).ok
+    assert (tmp_path / "data" / ".nw" / "dbt" / "target" / "run_results.json").is_file()
+    assert not (project / "data").exists()
+    assert last_run(settings).ok
