@@ -208,27 +208,24 @@ def _run_checks(run: _Run) -> None:
     from .transform import failed_models
 
     model = run.plan.model or run.plan.specs
-    dbt_failed = {name: why for name, why in failed_models(run.settings).items() if name in model}
+    dbt_failed = failed_models(run.settings)
     checks = quality.load_checks(run.settings.checks_path, explicit=run.settings.checks_file is not None)
-    if not checks and not dbt_failed:
+    if not checks and not any(name in model for name in dbt_failed):
         return
     chosen = set(run.plan.order)
-    wanted = graph.with_parents(model, chosen)
     states = dict(run.states)
-    parents = sorted(wanted - set(states))
+    parents = sorted(graph.with_parents(model, chosen) - set(states))
     if parents and any(c.kind == "row_count_change" for c in checks):
         states.update(run.call(lambda: run.dest.states(parents)))
     published = {t: (st.row_count if st.loaded else None) for t, st in states.items()}
-    ordered = [t for t in model if t in wanted]
-    run.checks = quality.run_checks(run.con, model, checks, ordered, published, source=str(run.settings.checks_path))
-    absent = quality.absent_tables(model, checks)
-    if absent:
-        log.warning("%s names table(s) the lake does not have, whose checks did not run: %s", run.settings.checks_path, ", ".join(absent))
+    verdict = quality.gate(run.con, model, chosen, checks, published, dbt_failed, source=str(run.settings.checks_path))
+    run.checks, run.held = verdict.results, verdict.held
+    if verdict.absent:
+        log.warning("%s names table(s) the lake does not have, whose checks did not run: %s", run.settings.checks_path,
+                    ", ".join(verdict.absent))
     for r in run.checks:
         if not r.passed and not r.blocking and r.check.table in chosen:
             run.note(r.check.table, r.line())
-    held = quality.held_back(model, run.checks, dbt_failed)
-    run.held = {t: why for t, why in held.items() if t in chosen}
 
 
 # --- change sets ------------------------------------------------------------------------------

@@ -79,11 +79,9 @@ def check(settings: Settings, tables: Iterable[str] | None = None) -> CheckRepor
                     dest.close()
             except NwError:
                 known = False
-        model = plan.model or plan.specs
-        wanted = graph.with_parents(model, plan.order)       # a parent's failure holds its children back too
-        results = quality.run_checks(con, model, checks, [t for t in model if t in wanted], published, source=str(settings.checks_path))
-    held = quality.held_back(model, results, {t: why for t, why in failed_models(settings).items() if t in model})
-    return CheckReport(results, {t: why for t, why in held.items() if t in plan.order}, quality.absent_tables(model, checks), known)
+        verdict = quality.gate(con, plan.model or plan.specs, plan.order, checks, published, failed_models(settings),
+                               source=str(settings.checks_path))
+    return CheckReport(verdict.results, verdict.held, verdict.absent, known)
 
 
 @dataclass(frozen=True)

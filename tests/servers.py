@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from clirun import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -208,11 +210,7 @@ pidfile = {self.dir / 'pgbouncer.pid'}
         return f"postgresql://{quote(user, safe='')}:{secret}@127.0.0.1:{self.port}/{db}" + (f"?{query}" if query else "")
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -240,9 +238,4 @@ class Pushgateway:
         return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        stop_process(self.proc, self.log)

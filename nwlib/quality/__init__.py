@@ -7,7 +7,7 @@
 A failing ``error`` check keeps its table — and the tables whose foreign keys depend on it — unpublished
 for the run (the destination keeps its last good state); a failing ``warn`` check publishes and records.
 """
-from .gate import CheckResult, absent_tables, held_back, run_checks
+from .gate import CheckResult, Gate, absent_tables, gate, held_back, run_checks
 from .rules import ERROR, KINDS, WARN, Check, load_checks
 
-__all__ = ["ERROR", "KINDS", "WARN", "Check", "CheckResult", "absent_tables", "held_back", "load_checks", "run_checks"]
+__all__ = ["ERROR", "KINDS", "WARN", "Check", "CheckResult", "Gate", "absent_tables", "gate", "held_back", "load_checks", "run_checks"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import duckdb
 
 from ..errors import ConfigError, first_line
+from ..graph import with_parents
 from ..model import TableSpec
 from .compile import compile_check
 from .rules import ERROR, Check
@@ -112,3 +113,24 @@ def held_back(specs: Mapping[str, TableSpec], results: Iterable[CheckResult], al
                 held[name] = f"it depends on {root[name]!r} (by foreign key), which is held back"
                 changed = True
     return held
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The quality gate's verdict on a run's tables."""
+
+    results: tuple[CheckResult, ...]     # the checks of the chosen tables and of their parents
+    held: dict[str, str]                 # the chosen tables not to publish, and why
+    absent: tuple[str, ...]              # tables the checks name that the lake lacks (their checks did not run)
+
+
+def gate(con: duckdb.DuckDBPyConnection, model: Mapping[str, TableSpec], chosen: Iterable[str], checks: Iterable[Check],
+         published: Mapping[str, int | None] | None = None, also: Mapping[str, str] | None = None,
+         source: str = "checks.yml") -> Gate:
+    """Run the checks of the ``chosen`` tables and of their parents (at any depth: a child is not published while
+    its parent fails), and decide what to hold back (:func:`held_back`; ``also``: other reasons, a failed dbt model)."""
+    checks, chosen = tuple(checks), set(chosen)
+    wanted = with_parents(model, chosen)
+    results = run_checks(con, model, checks, [t for t in model if t in wanted], published, source)
+    held = held_back(model, results, {t: why for t, why in (also or {}).items() if t in model})
+    return Gate(results, {t: why for t, why in held.items() if t in chosen}, absent_tables(model, checks))
