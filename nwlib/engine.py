@@ -276,11 +276,22 @@ def _changes(run: _Run, spec: TableSpec, state: TableState) -> ChangeSet:
     same = state.loaded and not refresh and state.fingerprint_version == version and (state.row_count, state.fingerprint_sum) == (n, total)
     if same:
         return ChangeSet(cdc.transfer_spec(spec), "", (), 0, state.watermark, state.watermark, False, state_after=state)
+    _import_arrow_meanwhile()
     wm_after = cdc.next_watermark(run.con, spec, state.watermark)
     if spec.mode == REPLACE:
         after = TableState(wm_after, n, (), True, total, version, run.revision())
         return ChangeSet(cdc.transfer_spec(spec), cdc.transfer_select(spec), (), n, state.watermark, wm_after, True, state_after=after)
     return _compare(run, spec, state, version, wm_after, (n, total))
+
+
+def _import_arrow_meanwhile() -> None:
+    """Rows will move: import Arrow (about 0.1 s) in a thread while DuckDB compares, which releases the GIL.
+    A sync with nothing to send never imports it; the first ``import pyarrow`` elsewhere waits for this one."""
+    import sys
+    import threading
+
+    if "pyarrow" not in sys.modules and not any(t.name == "nw-import-arrow" for t in threading.enumerate()):
+        threading.Thread(target=lambda: (__import__("pyarrow"), __import__("pyarrow.compute")), name="nw-import-arrow").start()
 
 
 def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_after, totals: tuple[int, int]) -> ChangeSet:

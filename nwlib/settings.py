@@ -51,13 +51,13 @@ class Settings:
     db_connect_timeout: int = 3              # seconds for a connection to open and answer its first query
     sync_lock_lease_seconds: int = 60        # a sync's lock lapses this long after its last renewal (a killed run)
     # loading
-    batch_size: int = 100_000
+    batch_size: int = 25_000
     truncate_before_load: bool = False
     max_retries: int = 5
     retry_base_seconds: float = 0.5
     retry_window_seconds: float = 7.0        # retries stop this long after a step's first failure (see nwlib.engine)
     cdc_lookback_seconds: float = 0.0
-    duckdb_memory_limit: str = "256MB"
+    duckdb_memory_limit: str = "192MB"
     checks_file: Path | None = None             # CHECKS_FILE: quality checks run before publishing (see checks_path)
     metrics_file: Path | None = None            # Prometheus textfile-collector file written after each run
     pushgateway_url: str | None = None          # a Prometheus Pushgateway the run's metrics are pushed to

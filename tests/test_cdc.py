@@ -405,3 +405,43 @@ def test_two_fks_to_the_same_parent_are_both_created(settings, pg):
     run(settings)
     assert fk_constraints(pg, settings) == [("transferencias", True, 1), ("transferencias", True, 1)]
     assert equal(settings)
+
+
+# --- the comparison in buckets ----------------------------------------------------------------
+
+def test_a_comparison_in_buckets_finds_what_one_pass_finds(tmp_path):
+    """A table larger than one pass is compared bucket by bucket (by a hash of the fingerprint): the rows to send
+    and the keys to delete are the same as one pass finds, composite keys, unknown (NULL) fingerprints, new,
+    changed, deleted and unchanged rows alike."""
+    from nwlib import cdc, fingerprint
+    from nwlib.holdings import Holdings
+    from nwlib.lake import read_specs
+    from nwlib.model import TableState
+
+    con = duckdb.connect(str(tmp_path / "lake.duckdb"))
+    con.execute("CREATE TABLE t (a INTEGER, b VARCHAR, v DOUBLE, PRIMARY KEY (a, b))")
+    con.execute("INSERT INTO t SELECT i % 97, 'k' || (i // 97), i * 1.5 FROM range(2000) r(i)")
+    spec = read_specs(con)["t"]
+    holdings = Holdings(con, tmp_path / "holdings.duckdb")
+    state = TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True)
+    holdings.empty(spec, state)
+    held = holdings.table(spec)
+    con.execute(f"INSERT INTO {held} SELECT a, b, {fingerprint.of(spec)} FROM t")
+    con.execute(f"UPDATE {held} SET nw_fingerprint = NULL WHERE a = 5")                 # written by an older nwlib: unknown
+    con.execute(f"INSERT INTO {held} VALUES (500, 'gone', 1), (501, 'gone', NULL)")       # keys the lake no longer has
+    con.execute("UPDATE t SET v = -v WHERE a % 10 = 3")                                   # changed rows
+    con.execute("DELETE FROM t WHERE a = 7")                                              # deleted keys
+    con.execute("INSERT INTO t VALUES (1000, 'new', 0), (1001, 'new', NULL)")             # new keys
+    n = con.execute("SELECT count(*) FROM t").fetchone()[0]
+
+    def found(bucket_rows):
+        up, gone = cdc.compare(con, spec, holdings, False, n, bucket_rows=bucket_rows)
+        return (con.execute(f"SELECT * FROM {up} ORDER BY ALL").fetchall(), con.execute(f"SELECT * FROM {gone} ORDER BY ALL").fetchall())
+
+    one_pass = found(10_000)
+    assert found(150) == one_pass                 # 14 passes
+    sent, deleted = one_pass
+    changed = con.execute("SELECT count(*) FROM t WHERE a % 10 = 3 OR a = 5 OR a >= 1000").fetchone()[0]
+    assert len(sent) == changed
+    assert {(a, b) for a, b, _ in deleted} == {(500, "gone"), (501, "gone")} | {(7, f"k{j}") for j in range(21) if 7 + 97 * j < 2000}
+    con.close()

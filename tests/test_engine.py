@@ -181,3 +181,38 @@ def test_the_ledger_and_the_cli_agree_when_a_step_fails_after_the_data_committed
     assert set(ledger.values()) == {"failed"}
     errors = [e for (e,) in pg.execute(f'SELECT erro FROM "{schema}".controle_cargas WHERE run_id = %s', [run_id]).fetchall()]
     assert all("foreign keys" in e and "rows are loaded" in e for e in errors), errors
+
+
+def test_a_large_first_load_builds_its_primary_key_after_the_rows(settings, pg, monkeypatch):
+    """An empty table's first load copies its rows without the primary key index and adds the key after (one
+    sort instead of a row-by-row index): same constraint, same name, in the same transaction; the next
+    sync's merge relies on it."""
+    from nwlib.destinations.postgres import copy as pgcopy
+
+    from lakesql import lake_sql
+
+    monkeypatch.setattr(pgcopy, "BULK_KEY_ROWS", 10)
+    lake_sql(settings, "CREATE TABLE big (id INTEGER PRIMARY KEY, v VARCHAR)", "INSERT INTO big SELECT i, 'v' || i FROM range(50) r(i)")
+    statements = []
+    pg_execute = pgcopy.Copier.conn.fget
+
+    class Spy:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *a, **k):
+            statements.append(sql)
+            return self.conn.execute(sql, *a, **k)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+    monkeypatch.setattr(pgcopy.Copier, "conn", property(lambda self: Spy(pg_execute(self))))
+    report = sync(settings, show_progress=False)
+    assert report.ok, report.failed
+    assert any("DROP CONSTRAINT" in s for s in statements) and any("ADD CONSTRAINT" in s and "PRIMARY KEY" in s for s in statements)
+    key = pg.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+                     [f'"{settings.db_schema}".big']).fetchone()
+    assert key == ("big_pkey", "PRIMARY KEY (id)")
+    lake_sql(settings, "UPDATE big SET v = 'changed' WHERE id < 5", "INSERT INTO big VALUES (100, 'new')")
+    report = sync(settings, show_progress=False)
+    assert report.ok and (report.tables[0].inserted, report.tables[0].updated) == (1, 5)

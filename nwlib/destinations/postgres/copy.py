@@ -1,15 +1,18 @@
 """Rows into PostgreSQL: binary COPY (pgpq) into a staging table, one set-based merge; deletes.
 
 A table that is empty in the destination skips staging: its rows are copied
-straight in.  Otherwise the change set lands in a temporary table
+straight in, and a large one gets its primary key index built once, after the
+rows, rather than grown row by row (about 20 % of a first load's time; still
+one transaction, so a duplicate key fails it whole).  Otherwise the change set lands in a temporary table
 (``ON COMMIT DROP``) and one ``INSERT … ON CONFLICT DO UPDATE … WHERE … IS
 DISTINCT FROM`` merges it, so re-sent identical rows write nothing.  Everything
 here runs inside the caller's transaction.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ...cdc import ChangeSet
@@ -23,6 +26,10 @@ from .connection import Session
 
 if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
     import pyarrow as pa
+
+
+# A first load of at least this many rows builds its primary key after the COPY (one sort) instead of during it.
+BULK_KEY_ROWS = 100_000
 
 
 def _stage_name(prefix: str, table: str) -> str:
@@ -54,14 +61,15 @@ class Copier:
         ins, upd = self._send(cs, read, progress, target)
         return ins - removed, upd
 
-    def _is_empty(self, target: str) -> bool:
+    def is_empty(self, target: str) -> bool:
         return self.conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {target})").fetchone()[0]
 
     def _send(self, cs: ChangeSet, read: ReaderFactory, progress: Progress, target: str) -> tuple[int, int]:
         spec = cs.spec
         direct = all(pg_type(c.type).direct for c in spec.columns)
-        if direct and (spec.mode in (APPEND, REPLACE) or (cs.full and self._is_empty(target))):
-            n = self.copy_in(target, spec, read(cs), progress)
+        if direct and (spec.mode in (APPEND, REPLACE) or (cs.full and self.is_empty(target))):
+            with self._key_built_after(target, spec, cs.rows):
+                n = self.copy_in(target, spec, read(cs), progress)
             return n, 0
         stage = _stage_name("nw_stage", spec.name)
         cols = ", ".join(f"{ident(c.name)} {pg_type(c.type).staging}" for c in spec.columns)
@@ -85,6 +93,23 @@ class Copier:
                "RETURNING (xmax = 0) AS ins) SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM m")
         ins, upd = self.conn.execute(sql).fetchone()
         return int(ins), int(upd)
+
+    @contextlib.contextmanager
+    def _key_built_after(self, target: str, spec: TableSpec, rows: int) -> Iterator[None]:
+        """Around the COPY into an empty table: drop its primary key first and add it back after, so PostgreSQL
+        builds the index in one pass.  Only for a large load, and only when no foreign key refers to that key
+        (a child's constraint depends on it; nwlib adds children's keys after the loads)."""
+        name = None
+        if spec.primary_key and rows >= BULK_KEY_ROWS:
+            row = self.conn.execute(
+                "SELECT c.conname FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.contype = 'p' "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.conrelid AND f.contype = 'f')", [target]).fetchone()
+            name = row[0] if row else None
+        if name is not None:
+            self.conn.execute(f"ALTER TABLE {target} DROP CONSTRAINT {ident(name)}")
+        yield
+        if name is not None:
+            self.conn.execute(f"ALTER TABLE {target} ADD CONSTRAINT {ident(name)} PRIMARY KEY ({idents(spec.primary_key)})")
 
     def copy_in(self, target: str, spec: TableSpec, reader: pa.RecordBatchReader, progress: Progress | None = None) -> int:
         """Binary COPY of Arrow batches into ``target`` (columns named as the batches'); returns the rows sent."""

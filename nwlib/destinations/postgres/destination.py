@@ -19,6 +19,7 @@ from ...connstr import display, parse_url
 from ...errors import SchemaChangeError
 from ...model import APPEND, ForeignKey, TableReport, TableSpec, TableState
 from ...records import now
+from ...sql import qualified
 from ...settings import Settings
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .bookkeeping import Bookkeeping
@@ -132,6 +133,8 @@ class PostgresDestination(BaseDestination):
     def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
         with self.session.errors(f"read {spec.name}"):
             present = self.tables.columns(spec.name)
+            if present is not None and self.copier.is_empty(qualified(self.schema, spec.name)):
+                present = None      # nothing to read (a table this run created): no reader to open
         return self.reader.fingerprints(spec, present)
 
     # --- loading --------------------------------------------------------------------
