@@ -47,6 +47,8 @@ The contract every destination relies on:
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,7 @@ import duckdb
 
 from . import fingerprint
 from .holdings import Holdings, key_type, sent_keys
+from .lake import stream_cursor
 from .model import APPEND, MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from .sql import ident
 from .typemap import send_expr
@@ -127,6 +130,37 @@ def lake_totals(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> tuple[int, i
     """(rows, sum of fingerprints) of a lake table: one hashing pass."""
     n, total = con.execute(f"SELECT count(*), coalesce(sum({fingerprint.of(spec)}), 0) FROM {spec.source}").fetchone()
     return int(n), int(total)
+
+
+class LakeTotals:
+    """The lake's (rows, fingerprint sum) of tables, hashed in a background thread from the moment the plan is
+    known, while the destination connects, takes its lock and reads its state (DuckDB releases the GIL).
+
+    :meth:`get` returns a table's totals when they were hashed over the same columns (the schema-change policy
+    may send fewer), else hashes them there and then.  One DuckDB cursor of the run's lake session; the
+    thread is stopped (its query interrupted) by :meth:`close`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, specs: Iterable[TableSpec]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._cursor = stream_cursor(con)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nw-lake-totals")
+        self._pending = {s.name: (s.columns, self._pool.submit(lake_totals, self._cursor, s)) for s in specs}
+
+    def get(self, con: duckdb.DuckDBPyConnection, spec: TableSpec) -> tuple[int, int]:
+        columns, future = self._pending.pop(spec.name, (None, None))
+        if future is not None and columns == spec.columns:
+            return future.result()
+        return lake_totals(con, spec)
+
+    def close(self) -> None:
+        for _, future in self._pending.values():
+            future.cancel()
+        with contextlib.suppress(duckdb.Error):
+            self._cursor.interrupt()
+        self._pool.shutdown(wait=True)
+        with contextlib.suppress(duckdb.Error):
+            self._cursor.close()
 
 
 def full_changes(con: duckdb.DuckDBPyConnection, spec: TableSpec, revision: str = "full") -> ChangeSet:

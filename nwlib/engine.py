@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from . import cdc, destinations, evolution, fingerprint, graph
+from . import cdc, clock, destinations, evolution, fingerprint, graph
 from .cdc import ChangeSet
 from .destinations.base import DeleteResult, Destination
 from .errors import HINT, DestinationError, NwError, QualityGateFailed, SchemaChangeError, SyncFailed, SyncInProgress, split_hint
@@ -73,6 +73,7 @@ class _Run:
     plan: Plan
     run_id: str
     holdings: Holdings
+    totals: cdc.LakeTotals
     stream: duckdb.DuckDBPyConnection | None = None
     progress: ProgressSink = field(default_factory=lambda: ProgressSink(0, False))
     states: dict[str, TableState] = field(default_factory=dict)
@@ -111,25 +112,29 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
     run_id = run_id or new_run_id()
     with open_lake(settings) as con:
         plan = read_plan(settings, con, tables, full_refresh)
-        dest = destination or destinations.create(settings)
+        # The lake is hashed while the destination connects, locks and reads its state.
+        totals = cdc.LakeTotals(con, (s for s in (plan.specs[n] for n in plan.order) if s.mode != APPEND and not s.problem))
+        dest = None
         try:
+            dest = destination or destinations.create(settings)
             if dry_run:
-                return _dry_run(settings, con, dest, plan, run_id)
+                return _dry_run(settings, con, dest, plan, run_id, totals)
             with contextlib.ExitStack() as held:
                 # Taking the lock connects first: a refused connection is retried like any other.
                 _retrying(settings)(lambda: held.enter_context(dest.lock()))
-                return _sync(settings, con, dest, plan, run_id, show_progress, progress, tuple(steps))
+                return _sync(settings, con, dest, plan, run_id, totals, show_progress, progress, tuple(steps))
         finally:
-            if destination is None:
+            totals.close()
+            if destination is None and dest is not None:
                 dest.close()
 
 
-def _open_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str) -> _Run:
-    return _Run(settings, con, dest, plan, run_id, Holdings(con, holdings_path(settings.destination_path, dest.describe())))
+def _open_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, totals: cdc.LakeTotals) -> _Run:
+    return _Run(settings, con, dest, plan, run_id, Holdings(con, holdings_path(settings.destination_path, dest.describe())), totals)
 
 
-def _dry_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str) -> SyncReport:
-    run = _open_run(settings, con, dest, plan, run_id)
+def _dry_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, totals: cdc.LakeTotals) -> SyncReport:
+    run = _open_run(settings, con, dest, plan, run_id, totals)
     try:
         run.states = dest.states(plan.order)
         _run_checks(run)
@@ -150,9 +155,9 @@ def _dry_run(settings: Settings, con, dest: Destination, plan: Plan, run_id: str
         run.holdings.close()
 
 
-def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, show_progress: bool,
+def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, totals: cdc.LakeTotals, show_progress: bool,
           make_progress: ProgressFactory | None = None, steps: tuple[TableReport, ...] = ()) -> SyncReport:
-    run = _open_run(settings, con, dest, plan, run_id)
+    run = _open_run(settings, con, dest, plan, run_id, totals)
     reports: dict[str, TableReport] = {}
     try:
         run.states = run.call(lambda: dest.states(plan.order))
@@ -161,7 +166,9 @@ def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, s
         schema_changes = run.call(lambda: dest.prepare([cdc.transfer_spec(s) for s in sent.values()], plan.full_refresh))
         for name, error in dest.schema_errors().items():
             run.problems.setdefault(name, error)
+        clock.mark("destination ready")
         _work_out_changes(run, apply_policy=False, specs=sent)
+        clock.mark("changes worked out")
         total = sum(cs.rows + cs.deletes for cs in run.changes.values())
         run.progress = make_progress(total) if make_progress else ProgressSink(total, show_progress)
         run.stream = stream_cursor(con)
@@ -169,9 +176,11 @@ def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, s
             _load_step(run, step.tables, reports, schema_changes)
         if dest.capabilities.foreign_keys and not run.stopped:
             _foreign_keys(run, reports)
+        clock.mark("rows sent")
         for step in reversed(plan.steps):
             if not run.stopped:
                 _delete_step(run, step.tables, reports)
+        clock.mark("deletes sent")
     finally:
         run.progress.close()
         run.holdings.close()
@@ -182,6 +191,7 @@ def _sync(settings: Settings, con, dest: Destination, plan: Plan, run_id: str, s
     # such as the foreign-key step, skips, notes) go in now.  If that cannot be written the report says so.
     try:
         run.call(lambda: dest.record(run_id, steps + final))
+        clock.mark("ledger written")
     except NwError as exc:
         return SyncReport(run_id, dest.capabilities.name, final, ledger_error=str(exc), checks=run.checks, steps=steps)
     return SyncReport(run_id, dest.capabilities.name, final, checks=run.checks, steps=steps)
@@ -272,7 +282,7 @@ def _changes(run: _Run, spec: TableSpec, state: TableState) -> ChangeSet:
         return cdc.append_changes(run.con, spec, state.watermark, full, run.dest.capabilities.append_replaces_tail)
     version = fingerprint.version()
     refresh = spec.name in run.plan.full_refresh
-    n, total = cdc.lake_totals(run.con, spec)
+    n, total = run.totals.get(run.con, spec)
     same = state.loaded and not refresh and state.fingerprint_version == version and (state.row_count, state.fingerprint_sum) == (n, total)
     if same:
         return ChangeSet(cdc.transfer_spec(spec), "", (), 0, state.watermark, state.watermark, False, state_after=state)

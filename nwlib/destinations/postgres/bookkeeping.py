@@ -36,13 +36,17 @@ class Bookkeeping:
         self.schema = schema
         self.ledger = qualified(schema, LEDGER_TABLE)
         self.state = qualified(schema, STATE_TABLE)
+        self._complete = False            # both tables are there with every column (once seen, it stays so)
 
     @property
     def conn(self):
         return self.session.conn
 
     def ensure(self) -> None:
-        """Create the schema and both tables if missing; add columns an older nwlib did not create."""
+        """Create the schema and both tables if missing; add columns an older nwlib did not create.  Once they
+        were found complete, later calls ask the server nothing."""
+        if self._complete:
+            return
         # IF NOT EXISTS still needs CREATE on the database: a user who was given a schema has not.
         if not self.conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema]).fetchone():
             self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}")
@@ -59,6 +63,8 @@ class Bookkeeping:
             for name, typ in columns.items():
                 if (table, name) not in present:
                     self.conn.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {ident(name)} {typ.replace(' NOT NULL', '')}")
+        # Found complete without changing anything: true whatever this transaction does next.
+        self._complete = all((t, n) in present for t, cols in ((LEDGER_TABLE, LEDGER_COLUMNS), (STATE_TABLE, STATE_COLUMNS)) for n in cols)
 
     def exists(self) -> bool:
         return self.conn.execute("SELECT to_regclass(%s)", [self.state]).fetchone()[0] is not None
@@ -67,10 +73,14 @@ class Bookkeeping:
     def read_states(self, tables: Sequence[str]) -> dict[str, TableState]:
         out = {t: TableState() for t in tables}
         # Reading creates nothing (a dry run or `nw status` on a fresh destination changes nothing).
-        if not self.exists():
-            return out
-        has_fp = self.conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'revisao' AND NOT attisdropped",
-                                   [self.state]).fetchone()
+        if not self._complete:
+            exists, has_fp = self.conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attname = 'revisao' AND NOT attisdropped)", [self.state, self.state]).fetchone()
+            if not exists:
+                return out
+        else:
+            has_fp = True
         extra = ", soma_fingerprints::text, versao_fingerprint, revisao" if has_fp else ", NULL, NULL, NULL"
         rows = self.conn.execute(
             f"SELECT tabela_nome, watermark, linhas, colunas{extra} FROM {self.state} WHERE tabela_nome = ANY(%s)", [list(tables)]).fetchall()

@@ -23,7 +23,7 @@ from ...sql import qualified
 from ...settings import Settings
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .bookkeeping import Bookkeeping
-from .connection import Session, local_settings
+from .connection import LOCAL_SETTINGS, Session
 from .copy import Copier
 from .embedded import embedded_url
 from .lock import LeaseLock
@@ -87,9 +87,7 @@ class PostgresDestination(BaseDestination):
         """One transaction under the lock (its row locked and checked first, its lease renewed last),
         FKs deferred; driver errors as one line."""
         with self.session.errors(where), self.conn.transaction():
-            self._lock.confirm(self.conn)
-            local_settings(self.conn)
-            self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
+            self._lock.confirm(self.conn, LOCAL_SETTINGS, "SET CONSTRAINTS ALL DEFERRED")
             yield
             self._lock.extend(self.conn)
 
@@ -171,7 +169,7 @@ class PostgresDestination(BaseDestination):
 
     def record(self, run_id: str, reports: Sequence[TableReport]) -> None:
         with self.session.errors("ledger"):
-            self.books.ensure()
+            self.books.ensure()           # once per destination object: prepare() made them already
             with self.conn.transaction():
                 self.books.record(run_id, reports, self.settings.redact)
 

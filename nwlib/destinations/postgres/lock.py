@@ -249,13 +249,20 @@ class LeaseLock:
         return conn.execute(f"UPDATE {self.table} SET renovada_em = clock_timestamp(), expira_em = clock_timestamp() + make_interval(secs => %s) "
                             "WHERE recurso = %s AND dono = %s", [self.lease, RESOURCE, self.token]).rowcount == 1
 
-    def confirm(self, conn) -> None:
+    def confirm(self, conn, *also: str) -> None:
         """First statements of a write transaction: take the schema's transaction advisory lock (no takeover
-        while it is held) and check this run still owns the lock."""
-        if self.token is None:
-            return   # not under hold() (a direct call)
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", [self.key])
-        row = conn.execute(f"SELECT dono FROM {self.table} WHERE recurso = %s", [RESOURCE]).fetchone()
+        while it is held) and check this run still owns the lock.  They and the statements ``also`` are sent
+        together, in order, and answered together: one round trip to the server."""
+        owner = None
+        with conn.pipeline():
+            if self.token is not None:    # else: not under hold() (a direct call)
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [self.key])
+                owner = conn.execute(f"SELECT dono FROM {self.table} WHERE recurso = %s", [RESOURCE])
+            for sql in also:
+                conn.execute(sql)
+        if owner is None:
+            return
+        row = owner.fetchone()
         if row is None or row[0] != self.token:
             self.lost = True
             raise SyncInProgress(f"this run lost its lock on schema {self.schema!r} and another sync took it (this run was paused "
