@@ -20,6 +20,8 @@ from ..settings import Settings
 
 # The name the lake is attached under in a read-only session (see connect()).
 LAKE_ALIAS = "lake"
+# Freed memory DuckDB's allocator may keep after a task (see _set_memory).
+ALLOCATOR_FLUSH = "16MB"
 
 
 def connect(path: Path | str, read_only: bool = True, create: bool = False) -> duckdb.DuckDBPyConnection:
@@ -52,6 +54,9 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
 
 def _set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+    # DuckDB's allocator keeps freed memory for reuse up to a threshold (128 MB by default) before returning
+    # it: that would sit on top of the limit.  Return it after each task instead.
+    con.execute(f"SET allocator_flush_threshold = '{ALLOCATOR_FLUSH}'")
 
 
 def _spill_to(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

@@ -27,6 +27,9 @@ log = logging.getLogger("nwlib.postgres")
 
 # libpq parameters that go into the ATTACH string (never the password)
 _PASSED = ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "connect_timeout")
+# The memory of the DuckDB instance that reads PostgreSQL: rows only stream through it (the lake's session,
+# DUCKDB_MEMORY_LIMIT, does the work), so a small budget; its allocator returns what it frees.
+SCANNER_MEMORY = "48MB"
 
 
 def _literal(text: str) -> str:
@@ -49,7 +52,8 @@ class Scanner:
         try:
             params = {**self.params, "connect_timeout": str(self.settings.db_connect_timeout)}
             con = duckdb.connect()
-            con.execute(f"SET memory_limit = '{self.settings.duckdb_memory_limit.replace(chr(39), '')}'")
+            con.execute(f"SET memory_limit = '{SCANNER_MEMORY}'")
+            con.execute("SET allocator_flush_threshold = '8MB'")
             if not load_extension(con, "postgres_scanner"):
                 raise RuntimeError("the postgres extension did not load")
             con.execute("SET pg_connection_limit = 1")      # one connection: works behind a transaction pooler too
