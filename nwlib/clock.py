@@ -31,7 +31,8 @@ def marks() -> dict[str, float]:
 
 
 def report() -> str:
-    """``process start → first SQL 0.31 s; total 0.66 s`` for the marks so far."""
+    """``process start → first SQL 0.31 s; rows sent 0.52 s; total 0.66 s``: the marks so far, each in seconds
+    since the process started."""
     total = since_process_start()
-    parts = [f"process start → {name} {seconds:.2f} s" for name, seconds in _marks.items()]
-    return "; ".join(parts + ([f"total {total:.2f} s"] if total is not None else []))
+    parts = [f"{name} {seconds:.2f} s" for name, seconds in _marks.items()] + ([f"total {total:.2f} s"] if total is not None else [])
+    return "process start → " + "; ".join(parts)

@@ -625,6 +625,10 @@ def test_nw_timings_reports_the_start_up_to_the_first_sql(settings, pg):
     done = run_nw(env_for(settings, NW_TIMINGS="1"), "sync", "--no-progress")
     assert done.returncode == 0, done.stderr
     line = next(ln for ln in done.stderr.splitlines() if ln.startswith("nw: timings: "))
-    first, total = map(float, re.fullmatch(r"nw: timings: process start → first SQL ([\d.]+) s; total ([\d.]+) s", line).groups())
-    assert 0 < first <= total
+    # process start → each moment of the run, in order, then the total
+    moments = [re.fullmatch(r"([a-zA-Z ]+) ([\d.]+) s", part).groups() for part in line.removeprefix("nw: timings: process start → ").split("; ")]
+    names = [name for name, _ in moments]
+    assert names == ["first SQL", "destination ready", "changes worked out", "rows sent", "deletes sent", "ledger written", "total"], line
+    seconds = [float(v) for _, v in moments]
+    assert 0 < seconds[0] and seconds == sorted(seconds), line
     assert "timings" not in run_nw(env_for(settings), "sync", "--no-progress").stderr
