@@ -531,7 +531,7 @@ def main(argv=None) -> int:
     p.add_argument("--only-dashboard", action="store_true", help="measure the dashboard's first render alone (writes data/runs/bench-dashboard.json)")
     args = p.parse_args(argv)
     n = args.rows
-    out_path = Path(args.out)
+    out_path = Path(args.out).resolve()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     from rich.console import Console
     from rich.table import Table
@@ -541,6 +541,10 @@ def main(argv=None) -> int:
         return only_dashboard(args, console)
     with tempfile.TemporaryDirectory(prefix="nwbench_") as tmp, postgres_server(Path(tmp)) as url:
         work = Path(tmp)
+        # Every nw here (in process and child processes) runs where no checks.yml is: the bench table has no
+        # quality checks, and the sample project's file would be read (and warn) on every run.
+        home = os.getcwd()
+        os.chdir(work)
         lake = work / "bench.duckdb"
         console.print(f"building a {n:,}-row lake …")
         build_lake(lake, n)
@@ -582,6 +586,7 @@ def main(argv=None) -> int:
             lake5.unlink()
         console.print(f"dashboard first render at scale {args.dashboard_scale:g} …")
         dash = dashboard_first_render(url, work, args.dashboard_scale, args.repeats)
+        os.chdir(home)
 
     med = {k: statistics.median(v) for k, v in times.items() if v}
     ext = med["duckdb ext"]

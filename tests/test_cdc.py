@@ -409,9 +409,9 @@ def test_two_fks_to_the_same_parent_are_both_created(settings, pg):
 
 # --- the comparison in buckets ----------------------------------------------------------------
 
-def test_a_comparison_in_buckets_finds_what_one_pass_finds(tmp_path):
-    """A table larger than one pass is compared bucket by bucket (by a hash of the fingerprint): the rows to send
-    and the keys to delete are the same as one pass finds, composite keys, unknown (NULL) fingerprints, new,
+def test_a_large_table_compared_by_aggregation_finds_what_one_join_finds(tmp_path):
+    """A table larger than one join's worth is compared by grouping both sides' fingerprints: the rows to send
+    and the keys to delete are the same as the join finds, composite keys, unknown (NULL) fingerprints, new,
     changed, deleted and unchanged rows alike."""
     from nwlib import cdc, fingerprint
     from nwlib.holdings import Holdings
@@ -439,7 +439,7 @@ def test_a_comparison_in_buckets_finds_what_one_pass_finds(tmp_path):
         return (con.execute(f"SELECT * FROM {up} ORDER BY ALL").fetchall(), con.execute(f"SELECT * FROM {gone} ORDER BY ALL").fetchall())
 
     one_pass = found(10_000)
-    assert found(150) == one_pass                 # 14 passes
+    assert found(150) == one_pass                 # grouped
     sent, deleted = one_pass
     changed = con.execute("SELECT count(*) FROM t WHERE a % 10 = 3 OR a = 5 OR a >= 1000").fetchone()[0]
     assert len(sent) == changed

@@ -153,6 +153,24 @@ def test_postgres_equals_the_lake_whatever_the_timestamps(pg_url, steps):
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@hsettings(PROPERTY, max_examples=15)
+@given(steps=st.lists(ops, min_size=3, max_size=20))
+def test_postgres_equals_the_lake_when_every_table_is_compared_as_a_large_one(pg_url, steps):
+    """The same, with the comparison a table larger than one join's worth gets (its fingerprints grouped,
+    deleted keys found in passes on --full-refresh) used for every table."""
+    from nwlib import cdc
+
+    schema = f"p_{uuid.uuid4().hex[:10]}"
+    large = cdc.COMPARE_BUCKET_ROWS
+    cdc.COMPARE_BUCKET_ROWS = 2
+    try:
+        run_sequence({"DATABASE_URL": pg_url, "DB_SCHEMA": schema}, steps)
+    finally:
+        cdc.COMPARE_BUCKET_ROWS = large
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 @pytest.mark.slow
 @hsettings(PROPERTY, max_examples=12)
 @given(steps=st.lists(ops, min_size=3, max_size=24))
