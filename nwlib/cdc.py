@@ -56,7 +56,7 @@ import duckdb
 
 from . import fingerprint
 from .holdings import Holdings, key_type, sent_keys
-from .lake import stream_cursor
+from .lake import memory_limit, stream_cursor
 from .model import APPEND, MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from .sql import ident
 from .typemap import send_expr
@@ -151,6 +151,8 @@ class LakeTotals:
         columns, future = self._pending.pop(spec.name, (None, None))
         if future is not None and columns == spec.columns:
             return future.result()
+        if future is not None:
+            future.cancel()          # hashed over other columns: not needed (if it has not started)
         return lake_totals(con, spec)
 
     def close(self) -> None:
@@ -181,11 +183,20 @@ def temp_name(kind: str, spec: TableSpec) -> str:
     return f"nw_{kind}_{hashlib.md5(spec.name.encode()).hexdigest()[:12]}"
 
 
-# The largest table compared in one FULL OUTER JOIN (measured here: a 2M-row table in 0.27 s, and it spills
-# when it must).  A larger one is compared by one aggregation over both sides instead, which DuckDB spills to
-# disk whatever the size (a 10M-row table in about 2.3 s within DUCKDB_MEMORY_LIMIT's default, beside the lake
-# table's key index); and with --full-refresh its deleted keys are found in passes of this many rows.
+# Rows per pass of a comparison at most: a table up to this size is compared in one FULL OUTER JOIN (a 2M-row
+# table in 0.27 s here).  A larger one is compared in passes over buckets of fingerprints (a fingerprint is in
+# the same bucket on both sides), each pass as large as DUCKDB_MEMORY_LIMIT leaves room for (pass_rows).
 COMPARE_BUCKET_ROWS = 2_500_000
+# What a pass needs, measured on 2 and 10M-row tables: about 40 bytes a row on top of the lake table's key
+# index (about 10 bytes a row, kept in memory by DuckDB) and a reserve for the rest of the run.
+PASS_BYTES_PER_ROW, INDEX_BYTES_PER_ROW, PASS_RESERVE = 40, 10, 48 << 20
+MIN_PASS_ROWS = 250_000
+
+
+def pass_rows(memory_limit: int, lake_rows: int) -> int:
+    """Rows per comparison pass for a table of ``lake_rows`` rows within ``memory_limit`` bytes."""
+    room = (memory_limit - INDEX_BYTES_PER_ROW * lake_rows - PASS_RESERVE) // PASS_BYTES_PER_ROW
+    return min(COMPARE_BUCKET_ROWS, max(MIN_PASS_ROWS, room))
 
 
 def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool, lake_rows: int,
@@ -194,11 +205,12 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
 
     Returns the names of two temporary tables of (sent keys, fingerprint): the lake rows to send (None when
     ``full``: every row is sent, straight from the lake), and the keys to delete, each with the fingerprint
-    the destination holds.  Fingerprints found on one side only are the difference: lake rows the
-    destination has no fingerprint for (sent), and destination rows whose fingerprint the lake no longer has
-    (an old version, or a deleted key; a row whose fingerprint is unknown is one of them); of those, the keys
-    the lake lacks are deleted.  A table of up to ``bucket_rows`` rows is compared by one FULL OUTER JOIN on
-    the fingerprint, a larger one by grouping both sides' fingerprints (one hashing pass either way)."""
+    the destination holds.  One FULL OUTER JOIN on the fingerprint per bucket finds both: lake rows the
+    destination has no fingerprint for, and destination rows whose fingerprint the lake no longer has (an
+    old version, or a deleted key; a row whose fingerprint is unknown is one of them); of those, the keys
+    the lake lacks are deleted.  A table of up to ``bucket_rows`` rows (default: :func:`pass_rows` of the
+    session's memory limit) is compared in one pass straight from the lake (one hashing pass); a larger one
+    in passes over buckets of fingerprints, from its (key, fingerprint) pairs hashed once."""
     up, gone, cand = temp_name("up", spec), temp_name("gone", spec), temp_name("cand", spec)
     held = holdings.table(spec)
     held_rows = holdings.totals(spec)[0]
@@ -214,38 +226,37 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
         con.execute(f"DROP TABLE {cand}")
         con.execute(f"DROP TABLE IF EXISTS {up}")
         return None, gone
-    parts = max(1, -(-max(lake_rows, held_rows) // (bucket_rows or COMPARE_BUCKET_ROWS)))
+    rows = max(lake_rows, held_rows)
+    parts = max(1, -(-rows // (bucket_rows or pass_rows(memory_limit(con), rows))))
     n = len(spec.primary_key)
+    lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))
+    held_cols = ", ".join(f"h.{ident(k)} AS hk{i}" for i, k in enumerate(spec.primary_key))
     match = " AND ".join(f"c.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
     lake_keys = f"(SELECT {sent_keys(spec)} FROM {spec.source})"
+
+    def bucket(p: int, of: str) -> str:     # the same on both sides
+        return f"WHERE hash({of}) % {parts} = {p}" if parts > 1 else ""
     if full:
-        # Every lake row is sent: delete what the destination holds under keys the lake lacks (in passes by
-        # a hash of the key, the same on both sides).
-        def bucket(p: int) -> str:
-            return f"WHERE hash({key_list}) % {parts} = {p}" if parts > 1 else ""
+        # Every lake row is sent: delete what the destination holds under keys the lake lacks.
         for p in range(parts):
-            con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {bucket(p)}) c "
-                        f"ANTI JOIN (SELECT * FROM {lake_keys} {bucket(p)}) l ON {match}")
+            con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {bucket(p, key_list)}) c "
+                        f"ANTI JOIN (SELECT * FROM {lake_keys} {bucket(p, key_list)}) l ON {match}")
         con.execute(f"DROP TABLE {cand}")
         return None, gone
     lake_fp = f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
-    if parts == 1:
-        lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))
-        held_cols = ", ".join(f"h.{ident(k)} AS hk{i}" for i, k in enumerate(spec.primary_key))
+    if parts > 1:
+        # The lake's (key, fingerprint) pairs once: each pass then reads narrow rows.
+        table = temp_name("lake", spec)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {lake_fp[1:-1]}")
+        lake_fp = table
+    for p in range(parts):
         con.execute(f"CREATE OR REPLACE TEMP TABLE nw_diff AS SELECT {lake_cols}, l.{fp} AS lake_fp, {held_cols}, h.{fp} AS held_fp "
-                    f"FROM {lake_fp} l FULL OUTER JOIN {held} h ON l.{fp} = h.{fp} WHERE l.{fp} IS NULL OR h.{fp} IS NULL")
+                    f"FROM (SELECT * FROM {lake_fp} {bucket(p, fp)}) l FULL OUTER JOIN (SELECT * FROM {held} {bucket(p, fp)}) h "
+                    f"ON l.{fp} = h.{fp} WHERE l.{fp} IS NULL OR h.{fp} IS NULL")
         con.execute(f"INSERT INTO {up} SELECT {', '.join(f'lk{i}' for i in range(n))}, lake_fp FROM nw_diff WHERE lake_fp IS NOT NULL")
         con.execute(f"INSERT INTO {cand} SELECT {', '.join(f'hk{i}' for i in range(n))}, held_fp FROM nw_diff WHERE lake_fp IS NULL")
-    else:
-        # Each fingerprint once with the side(s) it is on; those on one side only are the difference.  An
-        # aggregation spills to disk where a join this size might not fit.
-        firsts = ", ".join(f"any_value({ident(k)}) AS {ident(k)}" for k in spec.primary_key)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE nw_diff AS SELECT {fp}, {firsts}, bool_or(nw_lake) AS nw_lake "
-                    f"FROM (SELECT *, true AS nw_lake FROM {lake_fp} UNION ALL SELECT *, false FROM {held} WHERE {fp} IS NOT NULL) "
-                    f"GROUP BY {fp} HAVING count(*) = 1")
-        con.execute(f"INSERT INTO {up} SELECT {key_list}, {fp} FROM nw_diff WHERE nw_lake")
-        con.execute(f"INSERT INTO {cand} SELECT {key_list}, {fp} FROM nw_diff WHERE NOT nw_lake "
-                    f"UNION ALL SELECT {key_list}, {fp} FROM {held} WHERE {fp} IS NULL")
+    if parts > 1:
+        con.execute(f"DROP TABLE {lake_fp}")
     con.execute("DROP TABLE IF EXISTS nw_diff")
     # Of the destination rows whose fingerprint the lake lacks, delete those whose key it lacks too.
     con.execute(f"INSERT INTO {gone} SELECT c.* FROM {cand} c ANTI JOIN (SELECT l.* FROM (SELECT {sent_keys(spec)} FROM {spec.source}) l "

@@ -409,9 +409,9 @@ def test_two_fks_to_the_same_parent_are_both_created(settings, pg):
 
 # --- the comparison in buckets ----------------------------------------------------------------
 
-def test_a_large_table_compared_by_aggregation_finds_what_one_join_finds(tmp_path):
-    """A table larger than one join's worth is compared by grouping both sides' fingerprints: the rows to send
-    and the keys to delete are the same as the join finds, composite keys, unknown (NULL) fingerprints, new,
+def test_a_comparison_in_passes_finds_what_one_pass_finds(tmp_path):
+    """A table larger than one pass is compared bucket by bucket (by a hash of the fingerprint): the rows to send
+    and the keys to delete are the same as one pass finds, composite keys, unknown (NULL) fingerprints, new,
     changed, deleted and unchanged rows alike."""
     from nwlib import cdc, fingerprint
     from nwlib.holdings import Holdings
@@ -439,9 +439,51 @@ def test_a_large_table_compared_by_aggregation_finds_what_one_join_finds(tmp_pat
         return (con.execute(f"SELECT * FROM {up} ORDER BY ALL").fetchall(), con.execute(f"SELECT * FROM {gone} ORDER BY ALL").fetchall())
 
     one_pass = found(10_000)
-    assert found(150) == one_pass                 # grouped
+    assert found(150) == one_pass                 # 14 passes
     sent, deleted = one_pass
     changed = con.execute("SELECT count(*) FROM t WHERE a % 10 = 3 OR a = 5 OR a >= 1000").fetchone()[0]
     assert len(sent) == changed
     assert {(a, b) for a, b, _ in deleted} == {(500, "gone"), (501, "gone")} | {(7, f"k{j}") for j in range(21) if 7 + 97 * j < 2000}
+
+    def refresh_deletes(bucket_rows):             # --full-refresh: every row is sent; deleted keys found in passes
+        up, gone = cdc.compare(con, spec, holdings, True, n, bucket_rows=bucket_rows)
+        assert up is None
+        return con.execute(f"SELECT * FROM {gone} ORDER BY ALL").fetchall()
+
+    assert refresh_deletes(150) == refresh_deletes(10_000) == deleted
+    con.close()
+
+
+def test_rows_sharing_a_fingerprint_by_chance_are_both_compared(tmp_path, monkeypatch):
+    """Two new rows whose fingerprints collide (odds about 2^-64 each, forced here) are two changes, not one."""
+    from nwlib import cdc, fingerprint
+    from nwlib.holdings import Holdings
+    from nwlib.lake import read_specs
+    from nwlib.model import TableState
+
+    con = duckdb.connect(str(tmp_path / "lake.duckdb"))
+    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
+    con.execute("INSERT INTO t SELECT i, 'v' || i FROM range(10) r(i)")
+    spec = read_specs(con)["t"]
+    holdings = Holdings(con, tmp_path / "holdings.duckdb")
+    holdings.empty(spec, TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True))
+    con.execute(f"INSERT INTO {holdings.table(spec)} SELECT id, id FROM t")                 # fingerprint = id
+    con.execute("INSERT INTO t VALUES (100, 'new'), (101, 'new too')")
+    monkeypatch.setattr(cdc.fingerprint, "of", lambda spec, alias="": "CAST(CASE WHEN id >= 100 THEN 1000 ELSE id END AS BIGINT)")
+    up, gone = cdc.compare(con, spec, holdings, False, 12, bucket_rows=5)
+    assert con.execute(f"SELECT id FROM {up} ORDER BY id").fetchall() == [(100,), (101,)]
+    assert con.execute(f"SELECT count(*) FROM {gone}").fetchone()[0] == 0
+    con.close()
+
+
+def test_passes_are_sized_by_the_memory_limit_and_the_table():
+    from nwlib import cdc
+    from nwlib.lake import memory_limit
+
+    assert cdc.pass_rows(192 << 20, 2_200_000) == cdc.COMPARE_BUCKET_ROWS       # a 2M-row table: one pass
+    assert 500_000 < cdc.pass_rows(192 << 20, 10_000_000) < 2_000_000             # 10M rows beside their key index
+    assert cdc.pass_rows(64 << 20, 50_000_000) == cdc.MIN_PASS_ROWS
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '192MB'")
+    assert 170 << 20 < memory_limit(con) <= 192 << 20
     con.close()

@@ -216,3 +216,28 @@ def test_a_large_first_load_builds_its_primary_key_after_the_rows(settings, pg, 
     lake_sql(settings, "UPDATE big SET v = 'changed' WHERE id < 5", "INSERT INTO big VALUES (100, 'new')")
     report = sync(settings, show_progress=False)
     assert report.ok and (report.tables[0].inserted, report.tables[0].updated) == (1, 5)
+
+
+def test_a_first_load_whose_table_a_reader_holds_keeps_its_key_and_does_not_wait(settings, pg, monkeypatch):
+    """A session that read the empty table inside an open transaction holds a lock the key's drop would wait for:
+    the load waits at most KEY_LOCK_WAIT, then copies with the key kept."""
+    from nwlib.destinations.postgres import copy as pgcopy
+
+    from lakesql import lake_sql
+
+    monkeypatch.setattr(pgcopy, "BULK_KEY_ROWS", 10)
+    monkeypatch.setattr(pgcopy, "KEY_LOCK_WAIT", "300ms")
+    lake_sql(settings, "CREATE TABLE big (id INTEGER PRIMARY KEY, v VARCHAR)")
+    assert sync(settings, show_progress=False).ok                     # the destination table exists, empty
+    lake_sql(settings, "INSERT INTO big SELECT i, 'v' || i FROM range(50) r(i)")
+    with psycopg.connect(pg.info.dsn, password=pg.info.password) as reader:
+        reader.execute(f'SELECT count(*) FROM "{settings.db_schema}".big').fetchone()   # its transaction stays open
+        started = time.monotonic()
+        report = sync(settings, show_progress=False)
+        assert report.ok, report.failed
+        assert time.monotonic() - started < 30
+        reader.rollback()
+    key = pg.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+                     [f'"{settings.db_schema}".big']).fetchone()
+    assert key == ("PRIMARY KEY (id)",)
+    assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".big').fetchone()[0] == 50

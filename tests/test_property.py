@@ -156,8 +156,8 @@ def test_postgres_equals_the_lake_whatever_the_timestamps(pg_url, steps):
 @hsettings(PROPERTY, max_examples=15)
 @given(steps=st.lists(ops, min_size=3, max_size=20))
 def test_postgres_equals_the_lake_when_every_table_is_compared_as_a_large_one(pg_url, steps):
-    """The same, with the comparison a table larger than one join's worth gets (its fingerprints grouped,
-    deleted keys found in passes on --full-refresh) used for every table."""
+    """The same, with the comparison a table larger than one pass gets (passes over buckets of fingerprints)
+    used for every table."""
     from nwlib import cdc
 
     schema = f"p_{uuid.uuid4().hex[:10]}"

@@ -3,7 +3,7 @@ metadata tables in either format (:mod:`.metadata`), the source model built from
 and DuckDB extensions loaded offline (:mod:`.extensions`)."""
 from .catalog import METADATA_TABLES, LakeTable, columns_of, lake_tables, user_tables
 from .extensions import load_extension
-from .files import LAKE_ALIAS, connect, open_lake, row_count, stream_cursor
+from .files import LAKE_ALIAS, connect, memory_limit, open_lake, row_count, stream_cursor
 from .metadata import TableMetadata, original_schema_json, read_metadata
 from .model import INCREMENTAL_CANDIDATES, ORDERABLE_CURSOR_TYPES, read_specs
 

@@ -94,6 +94,16 @@ def open_lake(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
+_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def memory_limit(con: duckdb.DuckDBPyConnection) -> int:
+    """The session's memory limit in bytes, as DuckDB reports it ('183.1 MiB')."""
+    value = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    number, _, unit = str(value).partition(" ")
+    return int(float(number) * _UNITS.get(unit.strip(), 1))
+
+
 def stream_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """A second connection to the same DuckDB instance (same memory budget) to stream rows out while the
     first goes on with other queries."""

@@ -66,6 +66,10 @@ class Bookkeeping:
         # Found complete without changing anything: true whatever this transaction does next.
         self._complete = all((t, n) in present for t, cols in ((LEDGER_TABLE, LEDGER_COLUMNS), (STATE_TABLE, STATE_COLUMNS)) for n in cols)
 
+    def recheck(self) -> None:
+        """Ask the server again at the next :meth:`ensure` (someone may have dropped or restored the tables)."""
+        self._complete = False
+
     def exists(self) -> bool:
         return self.conn.execute("SELECT to_regclass(%s)", [self.state]).fetchone()[0] is not None
 

@@ -28,8 +28,10 @@ if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync wit
     import pyarrow as pa
 
 
-# A first load of at least this many rows builds its primary key after the COPY (one sort) instead of during it.
+# A first load of at least this many rows builds its primary key after the COPY (one sort) instead of during it,
+# if the table's lock comes within KEY_LOCK_WAIT.
 BULK_KEY_ROWS = 100_000
+KEY_LOCK_WAIT = "2s"
 
 
 def _stage_name(prefix: str, table: str) -> str:
@@ -96,20 +98,43 @@ class Copier:
 
     @contextlib.contextmanager
     def _key_built_after(self, target: str, spec: TableSpec, rows: int) -> Iterator[None]:
-        """Around the COPY into an empty table: drop its primary key first and add it back after, so PostgreSQL
-        builds the index in one pass.  Only for a large load, and only when no foreign key refers to that key
-        (a child's constraint depends on it; nwlib adds children's keys after the loads)."""
-        name = None
+        """Around the COPY into an empty table: drop its primary key first and add the same definition back
+        after, so PostgreSQL builds the index in one pass.  Only for a large load, when no foreign key refers to
+        that key (nwlib adds children's keys after the loads) and the key is not the table's replica identity.
+        The drop waits at most KEY_LOCK_WAIT for the table's lock (a reader inside an open transaction holds it)
+        and may be refused (a view depending on the key): then the rows go in with the key kept."""
+        key = None
         if spec.primary_key and rows >= BULK_KEY_ROWS:
-            row = self.conn.execute(
-                "SELECT c.conname FROM pg_constraint c WHERE c.conrelid = %s::regclass AND c.contype = 'p' "
+            key = self.conn.execute(
+                "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+                "WHERE c.conrelid = %s::regclass AND c.contype = 'p' AND t.relreplident = 'd' "
                 "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.conrelid AND f.contype = 'f')", [target]).fetchone()
-            name = row[0] if row else None
-        if name is not None:
-            self.conn.execute(f"ALTER TABLE {target} DROP CONSTRAINT {ident(name)}")
+        if key is not None and not self._drop_key(target, key[0]):
+            key = None
         yield
-        if name is not None:
-            self.conn.execute(f"ALTER TABLE {target} ADD CONSTRAINT {ident(name)} PRIMARY KEY ({idents(spec.primary_key)})")
+        if key is not None:
+            self.conn.execute(f"ALTER TABLE {target} ADD CONSTRAINT {ident(key[0])} {key[1]}")   # the definition PostgreSQL gave
+
+    def _drop_key(self, target: str, name: str) -> bool:
+        """Drop the constraint inside a savepoint, waiting at most KEY_LOCK_WAIT; False (nothing changed) if it
+        cannot be now.  A lost connection is raised as ever."""
+        from .connection import psycopg_module
+
+        psycopg = psycopg_module()
+        conn = self.conn
+        waited = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+        try:
+            with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", [KEY_LOCK_WAIT])
+                conn.execute(f"ALTER TABLE {target} DROP CONSTRAINT {ident(name)}")
+            return True
+        except psycopg.Error:
+            if conn.broken or conn.closed:
+                raise
+            return False
+        finally:
+            if not (conn.broken or conn.closed):
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", [waited])
 
     def copy_in(self, target: str, spec: TableSpec, reader: pa.RecordBatchReader, progress: Progress | None = None) -> int:
         """Binary COPY of Arrow batches into ``target`` (columns named as the batches'); returns the rows sent."""

@@ -76,6 +76,7 @@ class PostgresDestination(BaseDestination):
             return time.perf_counter() - t
 
     def lock(self):
+        self.books.recheck()          # a run checks the state tables once (a kept destination object, as --watch keeps, again)
         return self._lock.hold()
 
     def running(self) -> str | None:

@@ -253,13 +253,21 @@ class LeaseLock:
         """First statements of a write transaction: take the schema's transaction advisory lock (no takeover
         while it is held) and check this run still owns the lock.  They and the statements ``also`` are sent
         together, in order, and answered together: one round trip to the server."""
-        owner = None
-        with conn.pipeline():
+        def send() -> object:
+            owner = None
             if self.token is not None:    # else: not under hold() (a direct call)
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", [self.key])
                 owner = conn.execute(f"SELECT dono FROM {self.table} WHERE recurso = %s", [RESOURCE])
             for sql in also:
                 conn.execute(sql)
+            return owner
+        try:
+            pipeline = conn.pipeline()
+        except psycopg_module().NotSupportedError:   # a libpq without pipeline mode: one round trip each
+            owner = send()
+        else:
+            with pipeline:
+                owner = send()
         if owner is None:
             return
         row = owner.fetchone()
