@@ -57,7 +57,7 @@ class Settings:
     retry_base_seconds: float = 0.5
     retry_window_seconds: float = 7.0        # retries stop this long after a step's first failure (see nwlib.engine)
     cdc_lookback_seconds: float = 0.0
-    duckdb_memory_limit: str = "192MB"
+    duckdb_memory_limit: str = "auto"               # auto: sized to the lake (lake.files.auto_memory_limit)
     checks_file: Path | None = None             # CHECKS_FILE: quality checks run before publishing (see checks_path)
     metrics_file: Path | None = None            # Prometheus textfile-collector file written after each run
     pushgateway_url: str | None = None          # a Prometheus Pushgateway the run's metrics are pushed to

@@ -182,3 +182,22 @@ def test_two_single_column_fks_to_the_same_table_in_fk_metadata(lake_path):
         ForeignKey("transferencias", ("origem",), "clientes", ("id",)),
         ForeignKey("transferencias", ("destino",), "clientes", ("id",)),
     )
+
+
+def test_auto_memory_limit_grows_with_the_largest_table(tmp_path):
+    """DUCKDB_MEMORY_LIMIT=auto (the default): 160 MB plus 20 bytes a row of the lake's largest table, which
+    DuckDB needs for that table's key index and a comparison over it; a size sets it outright."""
+    from nwlib.lake import memory_limit, open_lake
+    from nwlib.settings import load_settings
+
+    path = tmp_path / "lake.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE small AS SELECT range AS id FROM range(10)")
+    con.execute("CREATE TABLE big (id BIGINT PRIMARY KEY)")
+    con.execute("INSERT INTO big SELECT range FROM range(3000000)")
+    con.close()
+    base = {"DUCKDB_PATH": str(path), "DESTINATION_PATH": str(tmp_path)}
+    with open_lake(load_settings(env=base, dotenv=None)) as lake:
+        assert abs(memory_limit(lake) - ((160 << 20) + 20 * 3_000_000)) < 4 << 20
+    with open_lake(load_settings(env={**base, "DUCKDB_MEMORY_LIMIT": "96MB"}, dotenv=None)) as lake:
+        assert memory_limit(lake) <= 96 << 20

@@ -52,7 +52,22 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
         raise LakeError(f"cannot open lake file {path}: {first_line(exc)}", "the file may be truncated or from another DuckDB version; restore it or run `nw bootstrap`") from None
 
 
+# DUCKDB_MEMORY_LIMIT=auto: a working budget, plus what the largest lake table costs per row while it is
+# synced — its PRIMARY KEY index, which DuckDB keeps in memory once the table is read (about 9 bytes a row), and
+# the bookkeeping of a change spread over it (about 8) — so a 2M-row lake gets 200 MB and a 10M-row one 360 MB.
+AUTO_MEMORY_BASE, AUTO_MEMORY_PER_ROW = 160 << 20, 20
+
+
+def auto_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
+    """Bytes DUCKDB_MEMORY_LIMIT=auto gives the session of this lake (its tables' estimated sizes)."""
+    rows = con.execute("SELECT coalesce(max(estimated_size), 0) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND NOT internal").fetchone()[0]
+    return AUTO_MEMORY_BASE + AUTO_MEMORY_PER_ROW * int(rows)
+
+
 def _set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    if limit.strip().lower() == "auto":
+        limit = f"{auto_memory_limit(con) >> 20}MiB"
     con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
     # DuckDB's allocator keeps freed memory for reuse up to a threshold (128 MB by default) before returning
     # it: that would sit on top of the limit.  Return it after each task instead.
@@ -67,10 +82,10 @@ def _spill_to(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 def open_lake(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The lake, read-only, in one DuckDB instance whose memory is DUCKDB_MEMORY_LIMIT, all of it.
 
-    Everything a run does in DuckDB shares that one budget — the lake blocks it caches, the
-    comparisons' hash tables (bucketed, so they do not grow with the table), rows streaming out
-    (:func:`stream_cursor`) — and spills to ``DESTINATION_PATH/.nw/tmp`` beyond it, so a sync's
-    memory stays flat whatever the table size.
+    Everything a run does in DuckDB shares that one budget — the lake blocks it caches, the lake tables' key
+    indexes, the comparisons' hash tables (in passes sized to the budget), rows streaming out
+    (:func:`stream_cursor`) — and spills to ``DESTINATION_PATH/.nw/tmp`` beyond it.  ``auto`` sizes the
+    budget to the lake's largest table (:func:`auto_memory_limit`).
     """
     con = connect(settings.duckdb_path, read_only=True)
     try:
@@ -88,7 +103,8 @@ def open_lake(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
                         "if that file is the lake it is truncated or damaged: restore it or run `nw bootstrap`; "
                         "otherwise check free disk space under DESTINATION_PATH") from None
     except duckdb.OutOfMemoryException as exc:
-        raise ConfigError(f"DuckDB needed more memory than DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit}",
+        used = f" ({memory_limit(con) >> 20} MB here)" if settings.duckdb_memory_limit.strip().lower() == "auto" else ""
+        raise ConfigError(f"DuckDB needed more memory than DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit}{used}",
                           "raise DUCKDB_MEMORY_LIMIT (e.g. 512MB) and rerun; committed tables are kept, the rest resumes") from exc
     finally:
         con.close()

@@ -81,7 +81,8 @@ class S3Destination(BaseDestination):
         if self._con is None:
             con = duckdb.connect()
             con.execute("SET TimeZone = 'UTC'")
-            con.execute(f"SET memory_limit = '{self.settings.duckdb_memory_limit.replace(chr(39), '')}'")
+            limit = self.settings.duckdb_memory_limit
+            con.execute(f"SET memory_limit = '{'256MB' if limit.lower() == 'auto' else limit.replace(chr(39), '')}'")
             spill = self._tmp / "spill"
             con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
             self._httpfs = self.use_httpfs is not False and duckdb_s3(con, self.settings)
