@@ -117,6 +117,11 @@ class Settings:
         return connstr.connection_mode(params, self.db_pool_mode, self.database_url)
 
     @property
+    def duckdb_memory_auto(self) -> bool:
+        """DUCKDB_MEMORY_LIMIT=auto: each DuckDB instance sizes its own budget (the lake's: lake.files.auto_memory_limit)."""
+        return self.duckdb_memory_limit.strip().lower() == "auto"
+
+    @property
     def checks_path(self) -> Path:
         """The quality checks' file: CHECKS_FILE, else ``checks.yml`` in the current folder (absent: no checks)."""
         return self.checks_file or Path("checks.yml")

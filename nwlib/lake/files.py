@@ -65,9 +65,8 @@ def auto_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
     return AUTO_MEMORY_BASE + AUTO_MEMORY_PER_ROW * int(rows)
 
 
-def _set_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
-    if limit.strip().lower() == "auto":
-        limit = f"{auto_memory_limit(con) >> 20}MiB"
+def _set_memory(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    limit = f"{auto_memory_limit(con) >> 20}MiB" if settings.duckdb_memory_auto else settings.duckdb_memory_limit
     con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
     # DuckDB's allocator keeps freed memory for reuse up to a threshold (128 MB by default) before returning
     # it: that would sit on top of the limit.  Return it after each task instead.
@@ -89,7 +88,7 @@ def open_lake(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """
     con = connect(settings.duckdb_path, read_only=True)
     try:
-        _set_memory(con, settings.duckdb_memory_limit)  # a malformed value fails here, before any work
+        _set_memory(con, settings)  # a malformed value fails here, before any work
         _spill_to(con, settings)
     except duckdb.Error as exc:
         con.close()
@@ -103,7 +102,7 @@ def open_lake(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
                         "if that file is the lake it is truncated or damaged: restore it or run `nw bootstrap`; "
                         "otherwise check free disk space under DESTINATION_PATH") from None
     except duckdb.OutOfMemoryException as exc:
-        used = f" ({memory_limit(con) >> 20} MB here)" if settings.duckdb_memory_limit.strip().lower() == "auto" else ""
+        used = f" ({memory_limit(con) >> 20} MiB here)" if settings.duckdb_memory_auto else ""
         raise ConfigError(f"DuckDB needed more memory than DUCKDB_MEMORY_LIMIT={settings.duckdb_memory_limit}{used}",
                           "raise DUCKDB_MEMORY_LIMIT (e.g. 512MB) and rerun; committed tables are kept, the rest resumes") from exc
     finally:

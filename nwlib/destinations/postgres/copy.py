@@ -22,7 +22,7 @@ from ...model import APPEND, REPLACE, ForeignKey, TableSpec
 from ...sql import ident, idents, qualified
 from ...typemap import merge_expr, pg_type
 from ..base import Progress, ReaderFactory
-from .connection import Session
+from .connection import Session, psycopg_module
 
 if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
     import pyarrow as pa
@@ -118,8 +118,6 @@ class Copier:
     def _drop_key(self, target: str, name: str) -> bool:
         """Drop the constraint inside a savepoint, waiting at most KEY_LOCK_WAIT; False (nothing changed) if it
         cannot be now.  A lost connection is raised as ever."""
-        from .connection import psycopg_module
-
         psycopg = psycopg_module()
         conn = self.conn
         waited = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]

@@ -38,6 +38,8 @@ from .parts import Parts
 from .state import StateStore
 
 CAPABILITIES = Capabilities(name="S3")
+# This instance's memory under DUCKDB_MEMORY_LIMIT=auto: it merges key sets and writes Parquet, with no lake attached.
+AUTO_MEMORY = "256MB"
 
 
 def _ledger_row(run_id: str, table: str, mode: str, status: str, seq: int | None, started, **values) -> dict:
@@ -81,8 +83,8 @@ class S3Destination(BaseDestination):
         if self._con is None:
             con = duckdb.connect()
             con.execute("SET TimeZone = 'UTC'")
-            limit = self.settings.duckdb_memory_limit
-            con.execute(f"SET memory_limit = '{'256MB' if limit.lower() == 'auto' else limit.replace(chr(39), '')}'")
+            limit = AUTO_MEMORY if self.settings.duckdb_memory_auto else self.settings.duckdb_memory_limit
+            con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
             spill = self._tmp / "spill"
             con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
             self._httpfs = self.use_httpfs is not False and duckdb_s3(con, self.settings)
