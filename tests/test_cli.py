@@ -189,7 +189,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(settings, after):
     from nwlib.bootstrap import bootstrap
     from nwlib.verification import verify
 
-    bootstrap(settings.duckdb_path, scale=20, seed=3)            # about 1M rows: still running when the signal comes
+    bootstrap(settings.duckdb_path, scale=40, seed=3)            # about 2M rows: still running when the signal comes
     child = start_nw(env_for(settings), "sync", "--no-progress")
     time.sleep(after)
     child.send_signal(signal.SIGINT)
