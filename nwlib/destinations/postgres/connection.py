@@ -154,15 +154,11 @@ def connect(params: Mapping[str, str], settings: Settings, application_name: str
     return conn
 
 
-# The session settings nwlib's SQL relies on, for one transaction only (``SET LOCAL``: a pooled server
-# connection keeps nothing for the next client).
-LOCAL_SETTINGS = ("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true), "
-                  "set_config('DateStyle', 'ISO, YMD', true), set_config('extra_float_digits', '1', true)")
-
-
 def local_settings(conn) -> None:
-    """Inside a transaction: :data:`LOCAL_SETTINGS`."""
-    conn.execute(LOCAL_SETTINGS)
+    """Inside a transaction: the session settings nwlib's SQL relies on, for this transaction only
+    (``SET LOCAL``: a pooled server connection keeps nothing for the next client)."""
+    conn.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true), "
+                 "set_config('DateStyle', 'ISO, YMD', true), set_config('extra_float_digits', '1', true)")
 
 
 class Session:

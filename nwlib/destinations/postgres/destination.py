@@ -23,7 +23,7 @@ from ...sql import qualified
 from ...settings import Settings
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .bookkeeping import Bookkeeping
-from .connection import LOCAL_SETTINGS, Session
+from .connection import Session, local_settings
 from .copy import Copier
 from .embedded import embedded_url
 from .lock import LeaseLock
@@ -88,7 +88,9 @@ class PostgresDestination(BaseDestination):
         """One transaction under the lock (its row locked and checked first, its lease renewed last),
         FKs deferred; driver errors as one line."""
         with self.session.errors(where), self.conn.transaction():
-            self._lock.confirm(self.conn, LOCAL_SETTINGS, "SET CONSTRAINTS ALL DEFERRED")
+            self._lock.confirm(self.conn)
+            local_settings(self.conn)
+            self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
             yield
             self._lock.extend(self.conn)
 

@@ -249,28 +249,14 @@ class LeaseLock:
         return conn.execute(f"UPDATE {self.table} SET renovada_em = clock_timestamp(), expira_em = clock_timestamp() + make_interval(secs => %s) "
                             "WHERE recurso = %s AND dono = %s", [self.lease, RESOURCE, self.token]).rowcount == 1
 
-    def confirm(self, conn, *also: str) -> None:
+    def confirm(self, conn) -> None:
         """First statements of a write transaction: take the schema's transaction advisory lock (no takeover
-        while it is held) and check this run still owns the lock.  They and the statements ``also`` are sent
-        together, in order, and answered together: one round trip to the server."""
-        def send() -> object:
-            owner = None
-            if self.token is not None:    # else: not under hold() (a direct call)
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", [self.key])
-                owner = conn.execute(f"SELECT dono FROM {self.table} WHERE recurso = %s", [RESOURCE])
-            for sql in also:
-                conn.execute(sql)
-            return owner
-        try:
-            pipeline = conn.pipeline()
-        except psycopg_module().NotSupportedError:   # a libpq without pipeline mode: one round trip each
-            owner = send()
-        else:
-            with pipeline:
-                owner = send()
-        if owner is None:
-            return
-        row = owner.fetchone()
+        while it is held) and check this run still owns the lock.  (Sent one by one: psycopg's pipeline mode
+        failed with a ValueError, not a driver error, when a pooler's server session had been ended under it.)"""
+        if self.token is None:
+            return   # not under hold() (a direct call)
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [self.key])
+        row = conn.execute(f"SELECT dono FROM {self.table} WHERE recurso = %s", [RESOURCE]).fetchone()
         if row is None or row[0] != self.token:
             self.lost = True
             raise SyncInProgress(f"this run lost its lock on schema {self.schema!r} and another sync took it (this run was paused "
