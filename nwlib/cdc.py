@@ -48,6 +48,7 @@ The contract every destination relies on:
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,8 @@ import duckdb
 
 from . import fingerprint
 from .holdings import Holdings, key_type, sent_keys
-from .lake import memory_limit, stream_cursor
+from .lake import memory_limit, row_count, stream_cursor
+from .lake.files import PAIR_BYTES, PAIRS_MAX_ROWS
 from .model import APPEND, MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from .sql import ident
 from .typemap import send_expr
@@ -132,28 +134,81 @@ def lake_totals(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> tuple[int, i
     return int(n), int(total)
 
 
+def lake_pairs(con: duckdb.DuckDBPyConnection, spec: TableSpec, name: str) -> tuple[int, int]:
+    """:func:`lake_totals`, the (key as sent, fingerprint) pairs kept in the table ``name``: still one hashing pass."""
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {ident(FP)} FROM {spec.source}")
+    n, total = con.execute(f"SELECT count(*), coalesce(sum({ident(FP)}), 0) FROM {name}").fetchone()
+    return int(n), int(total)
+
+
+# A keyed table of up to PAIRS_MAX_ROWS rows keeps the (key, fingerprint) pairs its totals were hashed from,
+# so that its comparison (and the local copy after a full send) does not hash the lake again: about 0.1 s of a
+# 2M-row table, and keeping them costs what the sum alone did.  They take PAIR_BYTES a row, and are kept only
+# while a one-pass comparison of the table still fits in DUCKDB_MEMORY_LIMIT beside them and the pairs kept for
+# other tables (``auto`` leaves that room); otherwise the comparison hashes the lake again.
+
+
 class LakeTotals:
     """The lake's (rows, fingerprint sum) of tables, hashed in a background thread from the moment the plan is
     known, while the destination connects, takes its lock and reads its state (DuckDB releases the GIL).
 
     :meth:`get` returns a table's totals when they were hashed over the same columns (the schema-change policy
-    may send fewer), else hashes them there and then.  One DuckDB cursor of the run's lake session; the
-    thread is stopped (its query interrupted) by :meth:`close`."""
+    may send fewer), else hashes them there and then; :meth:`pairs` then names the table of its (key,
+    fingerprint) pairs when they were kept, until :meth:`release`.  One DuckDB cursor of the run's lake
+    session; the thread is stopped (its query interrupted) and the pairs dropped by :meth:`close`."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, specs: Iterable[TableSpec]):
         from concurrent.futures import ThreadPoolExecutor
 
         self._cursor = stream_cursor(con)
+        self._limit = memory_limit(con)
+        self._kept: dict[str, tuple[str, int]] = {}      # table → (pairs table, bytes)
+        self._held = 0                                    # bytes of pairs kept and not yet released
+        self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="nw-lake-totals")
-        self._pending = {s.name: (s.columns, self._pool.submit(lake_totals, self._cursor, s)) for s in specs}
+        self._pending = {s.name: (s.columns, self._pool.submit(self._hash, s)) for s in specs}
+
+    def _hash(self, spec: TableSpec) -> tuple[int, int, tuple[str, int] | None]:
+        if spec.mode == MERGE and spec.primary_key:
+            rows = row_count(self._cursor, spec)
+            size = PAIR_BYTES * rows
+            with self._lock:
+                one_pass = (PASS_BYTES_PER_ROW + INDEX_BYTES_PER_ROW) * rows + PASS_RESERVE
+                keep = rows <= PAIRS_MAX_ROWS and self._held + size + one_pass <= self._limit
+                if keep:
+                    self._held += size
+            if keep:
+                name = f"memory.main.{temp_name('pairs', spec)}"   # the session's in-memory database: every cursor sees it
+                try:
+                    return (*lake_pairs(self._cursor, spec, name), (name, size))
+                except BaseException:
+                    self._drop(self._cursor, (name, size))
+                    raise
+        return (*lake_totals(self._cursor, spec), None)
 
     def get(self, con: duckdb.DuckDBPyConnection, spec: TableSpec) -> tuple[int, int]:
         columns, future = self._pending.pop(spec.name, (None, None))
         if future is not None and columns == spec.columns:
-            return future.result()
-        if future is not None:
-            future.cancel()          # hashed over other columns: not needed (if it has not started)
+            n, total, kept = future.result()
+            if kept:
+                self._kept[spec.name] = kept
+            return n, total
+        if future is not None and not future.cancel():
+            self._drop(con, future.result()[2])     # hashed over other columns: not needed
         return lake_totals(con, spec)
+
+    def pairs(self, spec: TableSpec) -> tuple[str, int] | None:
+        """(the table of (key as sent, fingerprint) of every lake row of ``spec``, its bytes), if kept (after :meth:`get`)."""
+        return self._kept.get(spec.name)
+
+    def release(self, con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
+        self._drop(con, self._kept.pop(spec.name, None))
+
+    def _drop(self, con: duckdb.DuckDBPyConnection, kept: tuple[str, int] | None) -> None:
+        if kept:
+            with self._lock:
+                self._held -= kept[1]
+            con.execute(f"DROP TABLE IF EXISTS {kept[0]}")
 
     def close(self) -> None:
         for _, future in self._pending.values():
@@ -161,6 +216,11 @@ class LakeTotals:
         with contextlib.suppress(duckdb.Error):
             self._cursor.interrupt()
         self._pool.shutdown(wait=True)
+        unused = [f.result()[2] for _, f in self._pending.values() if f.done() and not f.cancelled() and f.exception() is None]
+        for kept in [*self._kept.values(), *unused]:
+            with contextlib.suppress(duckdb.Error):
+                self._drop(self._cursor, kept)
+        self._kept.clear()
         with contextlib.suppress(duckdb.Error):
             self._cursor.close()
 
@@ -200,7 +260,7 @@ def pass_rows(memory_limit: int, lake_rows: int) -> int:
 
 
 def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool, lake_rows: int,
-            bucket_rows: int | None = None) -> tuple[str | None, str]:
+            bucket_rows: int | None = None, pairs: tuple[str, int] | None = None) -> tuple[str | None, str]:
     """Compare the lake with what the destination holds (``holdings``, current).
 
     Returns the names of two temporary tables of (sent keys, fingerprint): the lake rows to send (None when
@@ -209,8 +269,9 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     destination has no fingerprint for, and destination rows whose fingerprint the lake no longer has (an
     old version, or a deleted key; a row whose fingerprint is unknown is one of them); of those, the keys
     the lake lacks are deleted.  A table of up to ``bucket_rows`` rows (default: :func:`pass_rows` of the
-    session's memory limit) is compared in one pass straight from the lake (one hashing pass); a larger one
-    in passes over buckets of fingerprints, from its (key, fingerprint) pairs hashed once."""
+    session's memory limit) is compared in one pass; a larger one in passes over buckets of fingerprints.
+    Either reads the lake's (key as sent, fingerprint) pairs from ``pairs`` when they were kept (see
+    :class:`LakeTotals`), else hashes the lake once more."""
     up, gone, cand = temp_name("up", spec), temp_name("gone", spec), temp_name("cand", spec)
     held = holdings.table(spec)
     held_rows = holdings.totals(spec)[0]
@@ -227,12 +288,13 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
         con.execute(f"DROP TABLE IF EXISTS {up}")
         return None, gone
     rows = max(lake_rows, held_rows)
-    parts = max(1, -(-rows // (bucket_rows or pass_rows(memory_limit(con), rows))))
+    parts = max(1, -(-rows // (bucket_rows or pass_rows(memory_limit(con) - (pairs[1] if pairs else 0), rows))))
+    pairs_table = pairs[0] if pairs else None
     n = len(spec.primary_key)
     lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))
     held_cols = ", ".join(f"h.{ident(k)} AS hk{i}" for i, k in enumerate(spec.primary_key))
     match = " AND ".join(f"c.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
-    lake_keys = f"(SELECT {sent_keys(spec)} FROM {spec.source})"
+    lake_keys = pairs_table or f"(SELECT {sent_keys(spec)} FROM {spec.source})"
 
     def bucket(p: int, of: str) -> str:     # the same on both sides
         return f"WHERE hash({of}) % {parts} = {p}" if parts > 1 else ""
@@ -243,8 +305,9 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
                         f"ANTI JOIN (SELECT * FROM {lake_keys} {bucket(p, key_list)}) l ON {match}")
         con.execute(f"DROP TABLE {cand}")
         return None, gone
-    lake_fp = f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
-    if parts > 1:
+    lake_fp = pairs_table or f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
+    own = parts > 1 and not pairs_table
+    if own:
         # The lake's (key, fingerprint) pairs once: each pass then reads narrow rows.
         table = temp_name("lake", spec)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {lake_fp[1:-1]}")
@@ -255,11 +318,11 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
                     f"ON l.{fp} = h.{fp} WHERE l.{fp} IS NULL OR h.{fp} IS NULL")
         con.execute(f"INSERT INTO {up} SELECT {', '.join(f'lk{i}' for i in range(n))}, lake_fp FROM nw_diff WHERE lake_fp IS NOT NULL")
         con.execute(f"INSERT INTO {cand} SELECT {', '.join(f'hk{i}' for i in range(n))}, held_fp FROM nw_diff WHERE lake_fp IS NULL")
-    if parts > 1:
+    if own:
         con.execute(f"DROP TABLE {lake_fp}")
     con.execute("DROP TABLE IF EXISTS nw_diff")
     # Of the destination rows whose fingerprint the lake lacks, delete those whose key it lacks too.
-    con.execute(f"INSERT INTO {gone} SELECT c.* FROM {cand} c ANTI JOIN (SELECT l.* FROM (SELECT {sent_keys(spec)} FROM {spec.source}) l "
+    con.execute(f"INSERT INTO {gone} SELECT c.* FROM {cand} c ANTI JOIN (SELECT l.* FROM {lake_keys} l "
                 f"SEMI JOIN {cand} c ON {match}) l ON {match}")
     con.execute(f"DROP TABLE {cand}")
     return up, gone

@@ -285,6 +285,7 @@ def _changes(run: _Run, spec: TableSpec, state: TableState) -> ChangeSet:
     n, total = run.totals.get(run.con, spec)
     same = state.loaded and not refresh and state.fingerprint_version == version and (state.row_count, state.fingerprint_sum) == (n, total)
     if same:
+        run.totals.release(run.con, spec)
         return ChangeSet(cdc.transfer_spec(spec), "", (), 0, state.watermark, state.watermark, False, state_after=state)
     _import_arrow_meanwhile()
     wm_after = cdc.next_watermark(run.con, spec, state.watermark)
@@ -326,7 +327,7 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
             raise SchemaChangeError(f"table {spec.name!r} has duplicate primary keys in the lake{why} ({', '.join(spec.primary_key)} = {shown})",
                                     "make the key unique in the lake (or cast it in a view) and rerun")
     full = refresh or new_version or not state.loaded or spec.name in run.dest.needs_full()
-    up, gone = cdc.compare(con, spec, holdings, full, totals[0])
+    up, gone = cdc.compare(con, spec, holdings, full, totals[0], pairs=run.totals.pairs(spec))
     rows = totals[0] if up is None else con.execute(f"SELECT count(*) FROM {up}").fetchone()[0]
     only = None   # stream every lake row: all are sent, or most changed (a rebuilt lake) and filtering would cost more
     if up is not None and not (totals[0] >= 100_000 and rows > totals[0] // 2):
@@ -336,6 +337,8 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
     after = replace(after, watermark=wm_after)
     if only is None:
         rows = totals[0]
+    else:
+        run.totals.release(con, spec)     # kept only for the local copy of a table sent whole (_remember_load)
     select = cdc.transfer_select(spec) if only is None else cdc.only_select(spec, only)
     return ChangeSet(cdc.transfer_spec(spec), select, (), rows, state.watermark, wm_after, full or only is None, None,
                      only, inserts, deletes, after, tuple(notes))
@@ -410,8 +413,11 @@ def _remember_load(run: _Run, spec: TableSpec, cs: ChangeSet, result) -> None:
         run.holdings.forget(spec)
     elif cs.only is None and cs.rows:
         # Every lake row was sent: the destination now holds them, and the keys still to delete.
-        run.holdings.replace_with(spec, f"SELECT {holdings_keys(spec)}, {fingerprint.of(spec)} AS {ident(fingerprint.COLUMN)} "
-                                        f"FROM {spec.source} UNION ALL SELECT * FROM {cdc.temp_name('gone', spec)}", revision, version)
+        pairs = run.totals.pairs(spec)
+        lake = (f"SELECT * FROM {pairs[0]}" if pairs else
+                f"SELECT {holdings_keys(spec)}, {fingerprint.of(spec)} AS {ident(fingerprint.COLUMN)} FROM {spec.source}")
+        run.holdings.replace_with(spec, f"{lake} UNION ALL SELECT * FROM {cdc.temp_name('gone', spec)}", revision, version)
+        run.totals.release(run.con, spec)
     elif cs.rows:
         run.holdings.upsert(spec, cdc.temp_name("up", spec), revision, version)
     else:

@@ -454,6 +454,97 @@ def test_a_comparison_in_passes_finds_what_one_pass_finds(tmp_path):
     con.close()
 
 
+def _session(path):
+    """A lake session as open_lake makes it: in memory, the lake attached (pairs live in the memory catalog)."""
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{path}' AS lake")
+    con.execute("USE lake")
+    return con
+
+
+def _memory_tables(con) -> set[str]:
+    return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'memory'").fetchall()}
+
+
+def test_pairs_kept_from_hashing_give_the_comparison_it_would_find_alone(tmp_path):
+    """The (key, fingerprint) pairs LakeTotals keeps from its hashing are the lake's: a comparison reading them
+    finds the rows to send and the keys to delete that one hashing the lake again finds, in one pass and in
+    passes, and in a --full-refresh; released or left over, they are dropped."""
+    from nwlib import cdc, fingerprint
+    from nwlib.holdings import Holdings
+    from nwlib.lake import read_specs
+    from nwlib.model import TableState
+
+    con = _session(tmp_path / "lake.duckdb")
+    con.execute("CREATE TABLE t (a INTEGER, b VARCHAR, v DOUBLE, PRIMARY KEY (a, b))")
+    con.execute("INSERT INTO t SELECT i % 97, 'k' || (i // 97), i * 1.5 FROM range(2000) r(i)")
+    con.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, v VARCHAR)")
+    con.execute("INSERT INTO u SELECT i, 'v' || i FROM range(50) r(i)")
+    specs = read_specs(con)
+    spec = specs["t"]
+    holdings = Holdings(con, tmp_path / "holdings.duckdb")
+    holdings.empty(spec, TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True))
+    held = holdings.table(spec)
+    con.execute(f"INSERT INTO {held} SELECT a, b, {fingerprint.of(spec)} FROM t")
+    con.execute(f"UPDATE {held} SET nw_fingerprint = NULL WHERE a = 5")
+    con.execute(f"INSERT INTO {held} VALUES (500, 'gone', 1)")
+    con.execute("UPDATE t SET v = -v WHERE a % 10 = 3")
+    con.execute("DELETE FROM t WHERE a = 7")
+    con.execute("INSERT INTO t VALUES (1000, 'new', 0)")
+
+    totals = cdc.LakeTotals(con, [spec, specs["u"]])
+    n, total = totals.get(con, spec)
+    assert (n, total) == cdc.lake_totals(con, spec)
+    pairs = totals.pairs(spec)
+    assert pairs is not None
+    assert con.execute(f"SELECT * FROM {pairs[0]} ORDER BY ALL").fetchall() == \
+        con.execute(f"SELECT a, b, {fingerprint.of(spec)} FROM t ORDER BY ALL").fetchall()
+
+    def found(full, bucket_rows, kept):
+        up, gone = cdc.compare(con, spec, holdings, full, n, bucket_rows=bucket_rows, pairs=kept)
+        return (None if up is None else con.execute(f"SELECT * FROM {up} ORDER BY ALL").fetchall(),
+                con.execute(f"SELECT * FROM {gone} ORDER BY ALL").fetchall())
+
+    for full in (False, True):
+        alone = found(full, 10_000, None)
+        assert found(full, 10_000, pairs) == alone
+        assert found(full, 150, pairs) == alone
+    assert len(alone[1]) == 22       # (500, 'gone') and the 21 keys of a = 7
+    assert pairs[0].rpartition(".")[2] in _memory_tables(con)
+
+    totals.release(con, spec)
+    assert totals.pairs(spec) is None and pairs[0].rpartition(".")[2] not in _memory_tables(con)
+    totals.close()                   # u's pairs were never asked for: dropped too
+    assert not {t for t in _memory_tables(con) if t.startswith("nw_pairs_")}
+    con.close()
+
+
+def test_pairs_are_kept_only_where_a_one_pass_comparison_still_fits(tmp_path):
+    """Under a small DUCKDB_MEMORY_LIMIT the pairs are not kept (the comparison hashes the lake again), and
+    keeping them never takes more than the limit across tables."""
+    from nwlib import cdc
+    from nwlib.lake import read_specs
+
+    con = _session(tmp_path / "lake.duckdb")
+    for name in ("a", "b", "c"):
+        con.execute(f"CREATE TABLE {name} (id BIGINT PRIMARY KEY, v VARCHAR)")
+        con.execute(f"INSERT INTO {name} SELECT i, 'v' || i FROM range(400000) r(i)")
+    specs = read_specs(con)
+    con.execute("SET memory_limit = '100MB'")       # one table's pass (23 MB) and pairs (10 MB) fit beside the reserve; three do not
+    totals = cdc.LakeTotals(con, specs.values())
+    for s in specs.values():
+        totals.get(con, s)
+    kept = [s for s in specs.values() if totals.pairs(s)]
+    assert 1 <= len(kept) < 3
+    totals.close()
+    con.execute("SET memory_limit = '64MB'")
+    totals = cdc.LakeTotals(con, [specs["a"]])
+    assert totals.get(con, specs["a"]) == cdc.lake_totals(con, specs["a"])
+    assert totals.pairs(specs["a"]) is None
+    totals.close()
+    con.close()
+
+
 def test_rows_sharing_a_fingerprint_by_chance_are_both_compared(tmp_path, monkeypatch):
     """Two new rows whose fingerprints collide (odds about 2^-64 each, forced here) are two changes, not one."""
     from nwlib import cdc, fingerprint

@@ -41,6 +41,16 @@ def columns_of(con: duckdb.DuckDBPyConnection, table: str, schema: str = "main")
     return tuple(Column(n, t, bool(nullable)) for n, t, nullable in rows)
 
 
+def all_columns(con: duckdb.DuckDBPyConnection) -> dict[LakeTable, tuple[Column, ...]]:
+    """Every table's columns, in one query (a lake may have hundreds of tables)."""
+    out: dict[LakeTable, list[Column]] = defaultdict(list)
+    for s, t, n, typ, nullable in con.execute(
+            "SELECT schema_name, table_name, column_name, data_type, is_nullable FROM duckdb_columns() "
+            "WHERE database_name = current_database() ORDER BY schema_name, table_name, column_index").fetchall():
+        out[LakeTable(s, t)].append(Column(n, typ, bool(nullable)))
+    return {t: tuple(cols) for t, cols in out.items()}
+
+
 def has_table(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> bool:
     return bool(con.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = ? "
                             "AND table_name = ?", [schema, name]).fetchone())

@@ -54,15 +54,18 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
 
 # DUCKDB_MEMORY_LIMIT=auto: a working budget, plus what the largest lake table costs per row while it is
 # synced — its PRIMARY KEY index, which DuckDB keeps in memory once the table is read (about 9 bytes a row), and
-# the bookkeeping of a change spread over it (about 8) — so a 2M-row lake gets 200 MB and a 10M-row one 360 MB.
+# the bookkeeping of a change spread over it (about 8) — so a 10M-row lake gets 360 MB.  A table of up to
+# PAIRS_MAX_ROWS rows also gets room for its (key, fingerprint) pairs, kept from its hashing for its comparison
+# (PAIR_BYTES a row, measured 22; see nwlib.cdc.LakeTotals): a 2M-row lake gets 250 MB.
 AUTO_MEMORY_BASE, AUTO_MEMORY_PER_ROW = 160 << 20, 20
+PAIRS_MAX_ROWS, PAIR_BYTES = 2_500_000, 24
 
 
 def auto_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
     """Bytes DUCKDB_MEMORY_LIMIT=auto gives the session of this lake (its tables' estimated sizes)."""
-    rows = con.execute("SELECT coalesce(max(estimated_size), 0) FROM duckdb_tables() WHERE database_name = current_database() "
-                       "AND NOT internal").fetchone()[0]
-    return AUTO_MEMORY_BASE + AUTO_MEMORY_PER_ROW * int(rows)
+    rows = int(con.execute("SELECT coalesce(max(estimated_size), 0) FROM duckdb_tables() WHERE database_name = current_database() "
+                           "AND NOT internal").fetchone()[0])
+    return AUTO_MEMORY_BASE + AUTO_MEMORY_PER_ROW * rows + (PAIR_BYTES * rows if rows <= PAIRS_MAX_ROWS else 0)
 
 
 def _set_memory(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

@@ -21,7 +21,7 @@ import duckdb
 from ..errors import LakeError, SourceModelError, first_line
 from ..model import APPEND, MERGE, MODES, REPLACE, TableSpec
 from ..typemap import UnsupportedType, pg_type
-from .catalog import columns_of, declared_keys, lake_tables
+from .catalog import all_columns, declared_keys, lake_tables
 from .metadata import TableMetadata, read_metadata
 
 # The original loader's names first, then nw's additions; the first present is the incremental column.
@@ -56,7 +56,8 @@ def _read_specs(con, incremental_columns: Mapping[str, str], append_only: frozen
         if name not in known:
             raise SourceModelError(f"settings name table {name!r}, which is not in the lake",
                                    f"fix the table name; lake tables: {', '.join(known) or 'none'}")
-    columns = {t.name: columns_of(con, t.table, t.schema) for t in tables}
+    every = all_columns(con)
+    columns = {t.name: every.get(t, ()) for t in tables}
     declared_pks, declared_fks = declared_keys(con)
     meta = read_metadata(con)
     specs = {}
