@@ -8,6 +8,7 @@ tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -717,6 +718,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.lean = argv is None and args.command in ("sync", "status", "verify", "runs")
     interrupted = _note_interrupts() if argv is None else None
+    try:
+        return _run(args, interrupted)
+    except KeyboardInterrupt:            # one that came as the work returned
+        return _interrupted()
+    finally:
+        if interrupted is not None:
+            _interrupt_after_the_work()
+
+
+def _run(args, interrupted) -> int:
     if os.environ.get("NW_TIMINGS"):
         import atexit
 
@@ -758,8 +769,27 @@ def _note_interrupts():
     return seen
 
 
+def _interrupt_after_the_work() -> None:
+    """From the moment the command's work has returned, a Ctrl-C ends the process at once, as one line and exit
+    130 like any other: the interpreter's shutdown (closing DuckDB, joining threads, atexit) would otherwise meet
+    it as a KeyboardInterrupt and die by the signal, saying nothing."""
+    import signal
+
+    def on_sigint(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):     # it may have been writing when the signal came
+                stream.flush()
+        os.write(2, f"{INTERRUPTED}\n".encode())
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+INTERRUPTED = "nw: interrupted; rerun the same command to finish (nothing is half-applied)"
+
+
 def _interrupted() -> int:
-    print("nw: interrupted; rerun the same command to finish (nothing is half-applied)", file=sys.stderr)
+    print(INTERRUPTED, file=sys.stderr)
     return 130
 
 

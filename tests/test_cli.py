@@ -200,6 +200,32 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(settings, after):
     assert all(c.ok for c in verify(settings))
 
 
+def test_ctrl_c_after_the_work_is_still_one_line_and_exit_130(settings):
+    """A Ctrl-C that comes once the sync has committed, while the process shuts down (sent here from an atexit
+    hook): the same one line and exit 130, not a death by the signal or an "Exception ignored" trace; the
+    rows it committed stay, so the rerun has nothing to send."""
+    import subprocess
+    import sys
+
+    from nwlib.bootstrap import bootstrap
+    from nwlib.verification import verify
+
+    bootstrap(settings.duckdb_path, scale=0.01)
+    code = ("import atexit, os, signal, sys, time\n"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5)))\n"
+            "sys.argv = ['nw', 'sync', '--no-progress', '--env-file', '/nonexistent']\n"
+            "from nwlib.cli import main\nsys.exit(main())")
+    proc = subprocess.run([sys.executable, "-c", code], env=env_for(settings), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("nw: interrupted"), proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert "clientes" in proc.stdout            # the report of the sync it finished
+    assert all(c.ok for c in verify(settings))
+    again = run_nw(env_for(settings), "sync", "--json")
+    assert again.returncode == 0, again.stderr
+    assert {(t["inserted"], t["updated"], t["deleted"]) for t in _json(again)["tables"]} == {(0, 0, 0)}
+
+
 # --- issue 12: a CLI for scripts ------------------------------------------------------------------
 
 ALL_COMMANDS = COMMANDS
