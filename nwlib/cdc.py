@@ -143,9 +143,10 @@ def lake_pairs(con: duckdb.DuckDBPyConnection, spec: TableSpec, name: str) -> tu
 
 # A keyed table of up to PAIRS_MAX_ROWS rows keeps the (key, fingerprint) pairs its totals were hashed from,
 # so that its comparison (and the local copy after a full send) does not hash the lake again: about 0.1 s of a
-# 2M-row table, and keeping them costs what the sum alone did.  They take PAIR_BYTES a row, and are kept only
-# while a one-pass comparison of the table still fits in DUCKDB_MEMORY_LIMIT beside them and the pairs kept for
-# other tables (``auto`` leaves that room); otherwise the comparison hashes the lake again.
+# 2M-row table, for about 0.04 s more than the sum alone.  So they are kept only when changes are likely (the
+# engine's guess: the lake was written since the local copy was; a wrong guess costs time, never a row), take
+# PAIR_BYTES a row, and only while a one-pass comparison of the table still fits in DUCKDB_MEMORY_LIMIT beside
+# them and the pairs kept for other tables (``auto`` leaves that room); otherwise the comparison hashes again.
 
 
 class LakeTotals:
@@ -154,14 +155,15 @@ class LakeTotals:
 
     :meth:`get` returns a table's totals when they were hashed over the same columns (the schema-change policy
     may send fewer), else hashes them there and then; :meth:`pairs` then names the table of its (key,
-    fingerprint) pairs when they were kept, until :meth:`release`.  One DuckDB cursor of the run's lake
+    fingerprint) pairs when they were kept (``keep_pairs``: changes are likely), until :meth:`release`.  One DuckDB cursor of the run's lake
     session; the thread is stopped (its query interrupted) and the pairs dropped by :meth:`close`."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, specs: Iterable[TableSpec]):
+    def __init__(self, con: duckdb.DuckDBPyConnection, specs: Iterable[TableSpec], keep_pairs: bool = True):
         from concurrent.futures import ThreadPoolExecutor
 
         self._cursor = stream_cursor(con)
         self._limit = memory_limit(con)
+        self._keep_pairs = keep_pairs
         self._kept: dict[str, tuple[str, int]] = {}      # table → (pairs table, bytes)
         self._held = 0                                    # bytes of pairs kept and not yet released
         self._lock = threading.Lock()
@@ -169,7 +171,7 @@ class LakeTotals:
         self._pending = {s.name: (s.columns, self._pool.submit(self._hash, s)) for s in specs}
 
     def _hash(self, spec: TableSpec) -> tuple[int, int, tuple[str, int] | None]:
-        if spec.mode == MERGE and spec.primary_key:
+        if self._keep_pairs and spec.mode == MERGE and spec.primary_key:
             rows = row_count(self._cursor, spec)
             size = PAIR_BYTES * rows
             with self._lock:

@@ -25,8 +25,10 @@ from .cdc import ChangeSet
 from .destinations.base import DeleteResult, Destination
 from .errors import HINT, DestinationError, NwError, QualityGateFailed, SchemaChangeError, SyncFailed, SyncInProgress, split_hint
 from .holdings import Holdings, holdings_path
+from .holdings import last_written as holdings_written
 from .holdings import sent_keys as holdings_keys
 from .lake import open_lake, stream_cursor
+from .lake.files import last_written as lake_written
 from .model import APPEND, FAILED, HELD, MERGE, OK, PLANNED, REPLACE, SKIPPED, Plan, SyncReport, TableReport, TableSpec, TableState
 from .plan import read_plan
 from .progress import ProgressSink
@@ -112,8 +114,11 @@ def sync(settings: Settings, tables: Iterable[str] | None = None, full_refresh: 
     run_id = run_id or new_run_id()
     with open_lake(settings) as con:
         plan = read_plan(settings, con, tables, full_refresh)
-        # The lake is hashed while the destination connects, locks and reads its state.
-        totals = cdc.LakeTotals(con, (s for s in (plan.specs[n] for n in plan.order) if s.mode != APPEND and not s.problem))
+        # The lake is hashed while the destination connects, locks and reads its state; its (key, fingerprint)
+        # pairs are kept for the comparison when changes are likely: the lake was written since the local copy.
+        copy_written = holdings_written(settings.destination_path)
+        totals = cdc.LakeTotals(con, (s for s in (plan.specs[n] for n in plan.order) if s.mode != APPEND and not s.problem),
+                                keep_pairs=copy_written is None or lake_written(settings.duckdb_path) > copy_written)
         dest = None
         try:
             dest = destination or destinations.create(settings)

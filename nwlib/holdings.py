@@ -39,6 +39,12 @@ def holdings_path(destination_path: Path, destination_id: str) -> Path:
     return Path(destination_path) / ".nw" / f"holdings-{digest}.duckdb"
 
 
+def last_written(destination_path: Path) -> float | None:
+    """When a local copy under ``destination_path`` was last written (seconds since the epoch), None if none is."""
+    times = [p.stat().st_mtime for p in (Path(destination_path) / ".nw").glob("holdings-*.duckdb*")]
+    return max(times, default=None)
+
+
 def key_type(spec: TableSpec, column: str) -> str:
     """The DuckDB type a key column has once sent (TIMESTAMP_NS → TIMESTAMP, UUID → VARCHAR …)."""
     c = spec.column(column)

@@ -545,6 +545,30 @@ def test_pairs_are_kept_only_where_a_one_pass_comparison_still_fits(tmp_path):
     con.close()
 
 
+def test_pairs_are_kept_when_the_lake_was_written_since_the_local_copy(settings, pg):
+    """Keeping the pairs costs a no-change sync time, so the engine keeps them when changes are likely: on the
+    first sync (no local copy) and after the lake was written, not on a sync right after another."""
+    from nwlib import cdc
+    from nwlib.bootstrap import bootstrap, mutate
+
+    bootstrap(settings.duckdb_path, scale=0.01)
+    seen = []
+    real = cdc.LakeTotals.__init__
+
+    def spy(self, con, specs, keep_pairs=True):
+        seen.append(keep_pairs)
+        real(self, con, specs, keep_pairs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cdc.LakeTotals, "__init__", spy)
+        run(settings)
+        run(settings)
+        mutate(settings.duckdb_path, seed=5)
+        run(settings)
+    assert seen == [True, False, True]
+    assert equal(settings)
+
+
 def test_rows_sharing_a_fingerprint_by_chance_are_both_compared(tmp_path, monkeypatch):
     """Two new rows whose fingerprints collide (odds about 2^-64 each, forced here) are two changes, not one."""
     from nwlib import cdc, fingerprint

@@ -131,6 +131,12 @@ def stream_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return cur
 
 
+def last_written(path: Path) -> float:
+    """When the lake file (or its write-ahead log) was last written, in seconds since the epoch."""
+    path = Path(path)
+    return max((p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()), default=0.0)
+
+
 def row_count(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> int:
     return con.execute(f"SELECT count(*) FROM {spec.source}").fetchone()[0]
 
