@@ -1,0 +1,61 @@
+"""``nw``: a thin command line over nwlib.
+
+It parses flags (:mod:`.parser`), runs a command (:mod:`.commands`), prints its results (:mod:`.output`: a
+table for people, one JSON document with ``--json``), and turns an ``NwError`` into one line on stderr and an
+exit code (:data:`.codes.EXIT_CODES`).  Set ``NW_DEBUG=1`` to see tracebacks.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from ..errors import NwError, first_line, is_interrupt
+from .codes import EXIT_CODES
+from .parser import build_parser
+from .process import interrupt_after_the_work, note_interrupts, quiet_logging, say_interrupted
+
+__all__ = ["EXIT_CODES", "build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:       # the `nw` command itself (tests calling main([...]) in process keep their logging)
+        quiet_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.lean = argv is None and args.command in ("sync", "status", "verify", "runs")
+    interrupted = note_interrupts() if argv is None else None
+    try:
+        return _run(args, interrupted)
+    except KeyboardInterrupt:            # one that came as the work returned
+        return say_interrupted()
+    finally:
+        if interrupted is not None:
+            interrupt_after_the_work()
+
+
+def _run(args, interrupted) -> int:
+    if os.environ.get("NW_TIMINGS"):
+        import atexit
+
+        from .. import clock
+
+        atexit.register(lambda: print(f"nw: timings: {clock.report()}", file=sys.stderr))
+    try:
+        code = args.func(args)
+        # A Ctrl-C a library took for an error and fell back from: the run went on, but it was asked to stop.
+        # (--watch / --every end with Ctrl-C by design: that is their normal stop.)
+        return say_interrupted() if interrupted and interrupted.is_set() and not getattr(args, "watching", False) else code
+    except NwError as exc:
+        print(f"nw: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return say_interrupted()
+    except Exception as exc:  # a bug in nwlib: one line unless debugging
+        if is_interrupt(exc):        # Ctrl-C inside a DuckDB query arrives as DuckDB's own error
+            return say_interrupted()
+        if os.environ.get("NW_DEBUG"):
+            raise
+        print(f"nw: unexpected error: {type(exc).__name__}: {first_line(exc)} "
+              "(set NW_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 70
