@@ -84,6 +84,7 @@ class _Run:
     held: dict[str, str] = field(default_factory=dict)        # tables a quality check holds back, and why
     checks: tuple = ()                                         # the quality checks' results (nwlib.quality.CheckResult)
     notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sent: dict[str, TableSpec] = field(default_factory=dict)   # the lake spec each table is sent with (SCHEMA_CHANGES applied)
     stopped: SyncInProgress | None = None     # this run lost its lock: it writes nothing more
     _commits: itertools.count = field(default_factory=itertools.count)
 
@@ -270,6 +271,7 @@ def _apply_policies(run: _Run) -> dict[str, TableSpec]:
 def _work_out_changes(run: _Run, apply_policy: bool, specs: dict[str, TableSpec] | None = None) -> None:
     if apply_policy:
         specs = _apply_policies(run)
+    run.sent = dict(specs)
     for name in run.plan.order:
         if name in run.problems or name not in specs:
             continue
@@ -404,7 +406,7 @@ def _load_step(run: _Run, tables: Sequence[str], reports: dict[str, TableReport]
         name = cs.spec.name
         r = results.get(name)
         if r is not None and plan.specs[name].mode == MERGE:
-            _remember_load(run, plan.specs[name], cs, r)
+            _remember_load(run, run.sent[name], cs, r)
         notes = tuple(schema_changes.get(name, ())) + (r.schema_changes if r else ())
         reports[name] = TableReport(name, _mode(cs), OK, r.inserted if r else 0, r.updated if r else 0, 0, cs.watermark_before,
                                     cs.watermark_after, started, now(), None, notes, run.notes.get(name, ()) + cs.notes)

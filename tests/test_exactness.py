@@ -208,6 +208,23 @@ def test_7_freeze_stops_only_that_table_and_discard_ignores_new_columns(make_set
     assert counts(evolved["t"]) == (0, 1, 0) and equal(settings)
 
 
+def test_7_discard_leaves_the_local_copy_with_what_was_sent(make_settings, pg):
+    """Under SCHEMA_CHANGES=discard, a table sent whole (most of a large table changed) leaves the local copy
+    holding the fingerprints the destination holds (of the columns sent, not the lake's new one), so the next run
+    does not take every row for changed and send it again."""
+    settings = make_settings()
+    lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, a VARCHAR)", "INSERT INTO t SELECT i, 'a' || i FROM range(120000) r(i)")
+    run(settings)
+    lake(settings, "ALTER TABLE t ADD COLUMN extra INTEGER DEFAULT 7", "UPDATE t SET a = a || '!'")
+    assert counts(run(make_settings(SCHEMA_CHANGES="discard"))["t"]) == (0, 120000, 0)
+    (copy,) = (settings.destination_path / ".nw").glob("holdings-*.duckdb")
+    con = duckdb.connect(str(copy), read_only=True)
+    held = dict(con.execute('SELECT id, nw_fingerprint FROM "t"').fetchall())
+    con.close()
+    dest = dict(pg.execute(f'SELECT id, nw_fingerprint FROM "{settings.db_schema}".t').fetchall())
+    assert held == dest
+
+
 def test_7_a_type_that_no_longer_fits_gets_a_type_holding_both(settings, pg):
     lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, n DECIMAL(10,2), s VARCHAR)", "INSERT INTO t VALUES (1, 12.34, '5')")
     run(settings)
