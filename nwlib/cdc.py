@@ -56,9 +56,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from . import fingerprint
+from .errors import reraise_interrupt
 from .holdings import Holdings, key_type, sent_keys
 from .lake import memory_limit, row_count, stream_cursor
-from .lake.files import PAIR_BYTES, PAIRS_MAX_ROWS
+from .lake.files import PAIRS_MAX_ROWS
 from .model import APPEND, MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from .sql import ident
 from .typemap import send_expr
@@ -144,9 +145,24 @@ def lake_pairs(con: duckdb.DuckDBPyConnection, spec: TableSpec, name: str) -> tu
 # A keyed table of up to PAIRS_MAX_ROWS rows keeps the (key, fingerprint) pairs its totals were hashed from,
 # so that its comparison (and the local copy after a full send) does not hash the lake again: about 0.1 s of a
 # 2M-row table, for about 0.04 s more than the sum alone.  So they are kept only when changes are likely (the
-# engine's guess: the lake was written since the local copy was; a wrong guess costs time, never a row), take
-# PAIR_BYTES a row, and only while a one-pass comparison of the table still fits in DUCKDB_MEMORY_LIMIT beside
-# them and the pairs kept for other tables (``auto`` leaves that room); otherwise the comparison hashes again.
+# engine's guess: the lake was written since the local copy was; a wrong guess costs time, never a row), for
+# keys of fixed width (pair_bytes), and only while a one-pass comparison of the table still fits in
+# DUCKDB_MEMORY_LIMIT beside them and the pairs kept for other tables (``auto`` leaves that room for a BIGINT
+# key); otherwise the comparison hashes again.  Comparisons size their passes to what the kept pairs leave.
+_VARIABLE_WIDTH = ("VARCHAR", "BLOB", "BIT", "JSON", "UUID")
+_WIDE = ("DECIMAL", "HUGEINT", "UHUGEINT", "INTERVAL")
+
+
+def pair_bytes(spec: TableSpec) -> int | None:
+    """Memory a kept pair of ``spec`` takes (measured: 22 bytes for a BIGINT key, 29 for INTEGER + BIGINT), or
+    None when a key column is of variable width (text, a UUID sent as text): its size cannot be told up front."""
+    size = 8 + 8                                    # the fingerprint, and DuckDB's own overhead per row
+    for k in spec.primary_key:
+        typ = key_type(spec, k).upper()
+        if typ.startswith(_VARIABLE_WIDTH) or "[" in typ or ("(" in typ and not typ.startswith("DECIMAL")):
+            return None
+        size += 16 if typ.startswith(_WIDE) else 8
+    return size
 
 
 class LakeTotals:
@@ -167,16 +183,18 @@ class LakeTotals:
         self._kept: dict[str, tuple[str, int]] = {}      # table → (pairs table, bytes)
         self._held = 0                                    # bytes of pairs kept and not yet released
         self._lock = threading.Lock()
+        self._closing = False       # set by close(): a hash that has not begun its pairs does not begin them
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="nw-lake-totals")
         self._pending = {s.name: (s.columns, self._pool.submit(self._hash, s)) for s in specs}
 
     def _hash(self, spec: TableSpec) -> tuple[int, int, tuple[str, int] | None]:
-        if self._keep_pairs and spec.mode == MERGE and spec.primary_key:
+        per_row = pair_bytes(spec) if self._keep_pairs and spec.mode == MERGE and spec.primary_key else None
+        if per_row is not None:
             rows = row_count(self._cursor, spec)
-            size = PAIR_BYTES * rows
+            size = per_row * rows
             with self._lock:
                 one_pass = (PASS_BYTES_PER_ROW + INDEX_BYTES_PER_ROW) * rows + PASS_RESERVE
-                keep = rows <= PAIRS_MAX_ROWS and self._held + size + one_pass <= self._limit
+                keep = rows <= PAIRS_MAX_ROWS and self._held + size + one_pass <= self._limit and not self._closing
                 if keep:
                     self._held += size
             if keep:
@@ -196,8 +214,17 @@ class LakeTotals:
                 self._kept[spec.name] = kept
             return n, total
         if future is not None and not future.cancel():
-            self._drop(con, future.result()[2])     # hashed over other columns: not needed
+            try:                                    # hashed over other columns: not needed, nor is its error
+                self._drop(con, future.result()[2])
+            except Exception as exc:  # noqa: BLE001
+                reraise_interrupt(exc)
         return lake_totals(con, spec)
+
+    @property
+    def held(self) -> int:
+        """Bytes of pairs kept now (of every table): what a comparison's passes must leave room for."""
+        with self._lock:
+            return self._held
 
     def pairs(self, spec: TableSpec) -> tuple[str, int] | None:
         """(the table of (key as sent, fingerprint) of every lake row of ``spec``, its bytes), if kept (after :meth:`get`)."""
@@ -213,6 +240,8 @@ class LakeTotals:
             con.execute(f"DROP TABLE IF EXISTS {kept[0]}")
 
     def close(self) -> None:
+        with self._lock:
+            self._closing = True
         for _, future in self._pending.values():
             future.cancel()
         with contextlib.suppress(duckdb.Error):
@@ -262,7 +291,7 @@ def pass_rows(memory_limit: int, lake_rows: int) -> int:
 
 
 def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool, lake_rows: int,
-            bucket_rows: int | None = None, pairs: tuple[str, int] | None = None) -> tuple[str | None, str]:
+            bucket_rows: int | None = None, pairs: tuple[str, int] | None = None, reserved: int = 0) -> tuple[str | None, str]:
     """Compare the lake with what the destination holds (``holdings``, current).
 
     Returns the names of two temporary tables of (sent keys, fingerprint): the lake rows to send (None when
@@ -273,7 +302,8 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     the lake lacks are deleted.  A table of up to ``bucket_rows`` rows (default: :func:`pass_rows` of the
     session's memory limit) is compared in one pass; a larger one in passes over buckets of fingerprints.
     Either reads the lake's (key as sent, fingerprint) pairs from ``pairs`` when they were kept (see
-    :class:`LakeTotals`), else hashes the lake once more."""
+    :class:`LakeTotals`), else hashes the lake once more; ``reserved``: bytes of the session's memory that kept
+    pairs (these and other tables') take, which the passes leave alone."""
     up, gone, cand = temp_name("up", spec), temp_name("gone", spec), temp_name("cand", spec)
     held = holdings.table(spec)
     held_rows = holdings.totals(spec)[0]
@@ -290,7 +320,7 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
         con.execute(f"DROP TABLE IF EXISTS {up}")
         return None, gone
     rows = max(lake_rows, held_rows)
-    parts = max(1, -(-rows // (bucket_rows or pass_rows(memory_limit(con) - (pairs[1] if pairs else 0), rows))))
+    parts = max(1, -(-rows // (bucket_rows or pass_rows(memory_limit(con) - max(reserved, pairs[1] if pairs else 0), rows))))
     pairs_table = pairs[0] if pairs else None
     n = len(spec.primary_key)
     lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))

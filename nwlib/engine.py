@@ -334,7 +334,7 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
             raise SchemaChangeError(f"table {spec.name!r} has duplicate primary keys in the lake{why} ({', '.join(spec.primary_key)} = {shown})",
                                     "make the key unique in the lake (or cast it in a view) and rerun")
     full = refresh or new_version or not state.loaded or spec.name in run.dest.needs_full()
-    up, gone = cdc.compare(con, spec, holdings, full, totals[0], pairs=run.totals.pairs(spec))
+    up, gone = cdc.compare(con, spec, holdings, full, totals[0], pairs=run.totals.pairs(spec), reserved=run.totals.held)
     rows = totals[0] if up is None else con.execute(f"SELECT count(*) FROM {up}").fetchone()[0]
     only = None   # stream every lake row: all are sent, or most changed (a rebuilt lake) and filtering would cost more
     if up is not None and not (totals[0] >= 100_000 and rows > totals[0] // 2):

@@ -41,7 +41,10 @@ def holdings_path(destination_path: Path, destination_id: str) -> Path:
 
 def last_written(destination_path: Path) -> float | None:
     """When a local copy under ``destination_path`` was last written (seconds since the epoch), None if none is."""
-    times = [p.stat().st_mtime for p in (Path(destination_path) / ".nw").glob("holdings-*.duckdb*")]
+    times = []
+    for p in (Path(destination_path) / ".nw").glob("holdings-*.duckdb*"):
+        with contextlib.suppress(OSError):      # removed meanwhile (another run, a fresh start)
+            times.append(p.stat().st_mtime)
     return max(times, default=None)
 
 

@@ -476,8 +476,8 @@ def test_pairs_kept_from_hashing_give_the_comparison_it_would_find_alone(tmp_pat
     from nwlib.model import TableState
 
     con = _session(tmp_path / "lake.duckdb")
-    con.execute("CREATE TABLE t (a INTEGER, b VARCHAR, v DOUBLE, PRIMARY KEY (a, b))")
-    con.execute("INSERT INTO t SELECT i % 97, 'k' || (i // 97), i * 1.5 FROM range(2000) r(i)")
+    con.execute("CREATE TABLE t (a INTEGER, b BIGINT, v DOUBLE, PRIMARY KEY (a, b))")
+    con.execute("INSERT INTO t SELECT i % 97, i // 97, i * 1.5 FROM range(2000) r(i)")
     con.execute("CREATE TABLE u (id INTEGER PRIMARY KEY, v VARCHAR)")
     con.execute("INSERT INTO u SELECT i, 'v' || i FROM range(50) r(i)")
     specs = read_specs(con)
@@ -487,10 +487,10 @@ def test_pairs_kept_from_hashing_give_the_comparison_it_would_find_alone(tmp_pat
     held = holdings.table(spec)
     con.execute(f"INSERT INTO {held} SELECT a, b, {fingerprint.of(spec)} FROM t")
     con.execute(f"UPDATE {held} SET nw_fingerprint = NULL WHERE a = 5")
-    con.execute(f"INSERT INTO {held} VALUES (500, 'gone', 1)")
+    con.execute(f"INSERT INTO {held} VALUES (500, 999, 1)")
     con.execute("UPDATE t SET v = -v WHERE a % 10 = 3")
     con.execute("DELETE FROM t WHERE a = 7")
-    con.execute("INSERT INTO t VALUES (1000, 'new', 0)")
+    con.execute("INSERT INTO t VALUES (1000, 0, 0)")
 
     totals = cdc.LakeTotals(con, [spec, specs["u"]])
     n, total = totals.get(con, spec)
@@ -509,7 +509,7 @@ def test_pairs_kept_from_hashing_give_the_comparison_it_would_find_alone(tmp_pat
         alone = found(full, 10_000, None)
         assert found(full, 10_000, pairs) == alone
         assert found(full, 150, pairs) == alone
-    assert len(alone[1]) == 22       # (500, 'gone') and the 21 keys of a = 7
+    assert len(alone[1]) == 22       # (500, 999) and the 21 keys of a = 7
     assert pairs[0].rpartition(".")[2] in _memory_tables(con)
 
     totals.release(con, spec)
@@ -567,6 +567,58 @@ def test_pairs_are_kept_when_the_lake_was_written_since_the_local_copy(settings,
         run(settings)
     assert seen == [True, False, True]
     assert equal(settings)
+
+
+def test_pairs_are_sized_from_the_key_and_not_kept_for_keys_of_variable_width(tmp_path):
+    """A pair's memory is told from its key's types (measured 22 bytes for BIGINT, 29 for INTEGER + BIGINT);
+    a text or UUID key's cannot be, so its table keeps no pairs (its comparison hashes the lake again)."""
+    from nwlib import cdc
+    from nwlib.lake import read_specs
+
+    con = _session(tmp_path / "lake.duckdb")
+    con.execute("CREATE TABLE b (id BIGINT PRIMARY KEY, v VARCHAR)")
+    con.execute("CREATE TABLE c (a INTEGER, b BIGINT, v VARCHAR, PRIMARY KEY (a, b))")
+    con.execute("CREATE TABLE d (id DECIMAL(18, 2) PRIMARY KEY, t TIMESTAMP)")
+    con.execute("CREATE TABLE s (id VARCHAR PRIMARY KEY, v INTEGER)")
+    con.execute("CREATE TABLE u (id UUID PRIMARY KEY, v INTEGER)")
+    for t in ("b", "c", "d", "s", "u"):
+        con.execute(f"INSERT INTO {t} SELECT * FROM {t} LIMIT 0")
+    con.execute("INSERT INTO s SELECT 'k' || i, i FROM range(100) r(i)")
+    specs = read_specs(con)
+    assert [cdc.pair_bytes(specs[t]) for t in ("b", "c", "d", "s", "u")] == [24, 32, 32, None, None]
+    totals = cdc.LakeTotals(con, [specs["s"]])
+    assert totals.get(con, specs["s"]) == cdc.lake_totals(con, specs["s"]) and totals.pairs(specs["s"]) is None
+    totals.close()
+    con.close()
+
+
+def test_totals_hashed_over_other_columns_are_dropped_and_their_error_ignored(tmp_path, monkeypatch):
+    """The schema-change policy may send fewer columns than were hashed: those totals (and a failure while
+    hashing them) are not needed; the table is hashed again over the columns sent."""
+    from dataclasses import replace
+
+    from nwlib import cdc
+    from nwlib.lake import read_specs
+
+    con = _session(tmp_path / "lake.duckdb")
+    con.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR, extra INTEGER)")
+    con.execute("INSERT INTO t SELECT i, 'v' || i, i FROM range(1000) r(i)")
+    spec = read_specs(con)["t"]
+    sent = replace(spec, columns=spec.columns[:2])
+    totals = cdc.LakeTotals(con, [spec])
+    assert totals.get(con, sent) == cdc.lake_totals(con, sent) != cdc.lake_totals(con, spec)
+    assert totals.pairs(sent) is None and totals.held == 0
+    assert not {t for t in _memory_tables(con) if t.startswith("nw_pairs_")}
+    totals.close()
+
+    def broken(self, spec):
+        raise duckdb.IOException("IO Error: a block did not read back")
+
+    monkeypatch.setattr(cdc.LakeTotals, "_hash", broken)
+    totals = cdc.LakeTotals(con, [spec])
+    assert totals.get(con, sent) == cdc.lake_totals(con, sent)
+    totals.close()
+    con.close()
 
 
 def test_rows_sharing_a_fingerprint_by_chance_are_both_compared(tmp_path, monkeypatch):

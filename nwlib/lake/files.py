@@ -56,7 +56,7 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
 # synced — its PRIMARY KEY index, which DuckDB keeps in memory once the table is read (about 9 bytes a row), and
 # the bookkeeping of a change spread over it (about 8) — so a 10M-row lake gets 360 MB.  A table of up to
 # PAIRS_MAX_ROWS rows also gets room for its (key, fingerprint) pairs, kept from its hashing for its comparison
-# (PAIR_BYTES a row, measured 22; see nwlib.cdc.LakeTotals): a 2M-row lake gets 250 MB.
+# (PAIR_BYTES a row for a BIGINT key, measured 22; see nwlib.cdc.LakeTotals): a 2M-row lake gets 250 MB.
 AUTO_MEMORY_BASE, AUTO_MEMORY_PER_ROW = 160 << 20, 20
 PAIRS_MAX_ROWS, PAIR_BYTES = 2_500_000, 24
 
@@ -134,7 +134,11 @@ def stream_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
 def last_written(path: Path) -> float:
     """When the lake file (or its write-ahead log) was last written, in seconds since the epoch."""
     path = Path(path)
-    return max((p.stat().st_mtime for p in (path, path.with_name(path.name + ".wal")) if p.exists()), default=0.0)
+    times = [0.0]
+    for p in (path, path.with_name(path.name + ".wal")):
+        with contextlib.suppress(OSError):      # no write-ahead log (or it was just checkpointed away)
+            times.append(p.stat().st_mtime)
+    return max(times)
 
 
 def row_count(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> int:
