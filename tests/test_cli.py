@@ -200,6 +200,14 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(settings, after):
     assert all(c.ok for c in verify(settings))
 
 
+def test_the_cli_package_runs_as_a_module_too():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "nwlib.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("nw "), proc.stderr
+
+
 def test_ctrl_c_after_the_work_is_still_one_line_and_exit_130(settings):
     """A Ctrl-C that comes once the sync has committed, while the process shuts down (sent here from an atexit
     hook): the same one line and exit 130, not a death by the signal or an "Exception ignored" trace; the
