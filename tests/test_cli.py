@@ -200,6 +200,24 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(settings, after):
     assert all(c.ok for c in verify(settings))
 
 
+def test_a_reader_that_goes_away_ends_nw_quietly_with_141(settings):
+    """`nw config | head -1`: the reader closes the pipe; nw stops without "unexpected error" or a traceback and
+    exits 141, as a Unix tool stopped by SIGPIPE does (documented with the exit codes)."""
+    import os
+    import subprocess
+
+    from clirun import nw_args
+
+    read, write = os.pipe()
+    os.close(read)                    # the reader is gone before nw writes a byte
+    try:
+        proc = subprocess.run(nw_args("config"), env=env_for(settings), stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "", proc.stderr
+
+
 def test_the_cli_package_runs_as_a_module_too():
     import subprocess
     import sys

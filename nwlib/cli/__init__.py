@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..errors import NwError, first_line, is_interrupt
 from .codes import EXIT_CODES
 from .parser import build_parser
-from .process import interrupt_after_the_work, note_interrupts, quiet_logging, say_interrupted
+from .process import interrupt_after_the_work, note_interrupts, quiet_logging, reader_gone, say_interrupted
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -26,9 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.lean = argv is None and args.command in ("sync", "status", "verify", "runs")
     interrupted = note_interrupts() if argv is None else None
     try:
-        return _run(args, interrupted)
+        code = _run(args, interrupted)
+        sys.stdout.flush()               # a reader that went away is found here, not in the interpreter's last flush
+        return code
     except KeyboardInterrupt:            # one that came as the work returned
         return say_interrupted()
+    except BrokenPipeError:
+        return reader_gone()
     finally:
         if interrupted is not None:
             interrupt_after_the_work()
@@ -51,6 +55,8 @@ def _run(args, interrupted) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return say_interrupted()
+    except BrokenPipeError:
+        return reader_gone()
     except Exception as exc:  # a bug in nwlib: one line unless debugging
         if is_interrupt(exc):        # Ctrl-C inside a DuckDB query arrives as DuckDB's own error
             return say_interrupted()

@@ -18,4 +18,5 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (10, "`nw transform` / `nw run`: a dbt model or test failed; nothing was published (TransformFailed)"),
     (70, "unexpected error: a bug in nwlib (NW_DEBUG=1 shows the traceback)"),
     (130, "interrupted (Ctrl-C); rerun the same command to finish"),
+    (141, "the reader of the output went away (`nw runs | head -3`): the rest of the output was dropped, quietly"),
 )

@@ -81,3 +81,11 @@ INTERRUPTED = "nw: interrupted; rerun the same command to finish (nothing is hal
 def say_interrupted() -> int:
     print(INTERRUPTED, file=sys.stderr)
     return 130
+
+
+def reader_gone() -> int:
+    """The reader of nw's output went away (``nw runs | head -3``): stop quietly, as a Unix tool stopped by SIGPIPE
+    does (exit 141); the rest of the output goes nowhere instead of failing again at exit."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
