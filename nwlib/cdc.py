@@ -226,9 +226,10 @@ class LakeTotals:
         with self._lock:
             return self._held
 
-    def pairs(self, spec: TableSpec) -> tuple[str, int] | None:
-        """(the table of (key as sent, fingerprint) of every lake row of ``spec``, its bytes), if kept (after :meth:`get`)."""
-        return self._kept.get(spec.name)
+    def pairs(self, spec: TableSpec) -> str | None:
+        """The table of (key as sent, fingerprint) of every lake row of ``spec``, if kept (after :meth:`get`)."""
+        kept = self._kept.get(spec.name)
+        return kept[0] if kept else None
 
     def release(self, con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
         self._drop(con, self._kept.pop(spec.name, None))
@@ -291,7 +292,7 @@ def pass_rows(memory_limit: int, lake_rows: int) -> int:
 
 
 def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, full: bool, lake_rows: int,
-            bucket_rows: int | None = None, pairs: tuple[str, int] | None = None, reserved: int = 0) -> tuple[str | None, str]:
+            bucket_rows: int | None = None, pairs: str | None = None, reserved: int = 0) -> tuple[str | None, str]:
     """Compare the lake with what the destination holds (``holdings``, current).
 
     Returns the names of two temporary tables of (sent keys, fingerprint): the lake rows to send (None when
@@ -320,13 +321,12 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
         con.execute(f"DROP TABLE IF EXISTS {up}")
         return None, gone
     rows = max(lake_rows, held_rows)
-    parts = max(1, -(-rows // (bucket_rows or pass_rows(memory_limit(con) - max(reserved, pairs[1] if pairs else 0), rows))))
-    pairs_table = pairs[0] if pairs else None
+    parts = max(1, -(-rows // (bucket_rows or pass_rows(memory_limit(con) - reserved, rows))))
     n = len(spec.primary_key)
     lake_cols = ", ".join(f"l.{ident(k)} AS lk{i}" for i, k in enumerate(spec.primary_key))
     held_cols = ", ".join(f"h.{ident(k)} AS hk{i}" for i, k in enumerate(spec.primary_key))
     match = " AND ".join(f"c.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
-    lake_keys = pairs_table or f"(SELECT {sent_keys(spec)} FROM {spec.source})"
+    lake_keys = pairs or f"(SELECT {sent_keys(spec)} FROM {spec.source})"
 
     def bucket(p: int, of: str) -> str:     # the same on both sides
         return f"WHERE hash({of}) % {parts} = {p}" if parts > 1 else ""
@@ -337,8 +337,8 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
                         f"ANTI JOIN (SELECT * FROM {lake_keys} {bucket(p, key_list)}) l ON {match}")
         con.execute(f"DROP TABLE {cand}")
         return None, gone
-    lake_fp = pairs_table or f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
-    own = parts > 1 and not pairs_table
+    lake_fp = pairs or f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
+    own = parts > 1 and not pairs
     if own:
         # The lake's (key, fingerprint) pairs once: each pass then reads narrow rows.
         table = temp_name("lake", spec)

@@ -421,7 +421,7 @@ def _remember_load(run: _Run, spec: TableSpec, cs: ChangeSet, result) -> None:
     elif cs.only is None and cs.rows:
         # Every lake row was sent: the destination now holds them, and the keys still to delete.
         pairs = run.totals.pairs(spec)
-        lake = (f"SELECT * FROM {pairs[0]}" if pairs else
+        lake = (f"SELECT * FROM {pairs}" if pairs else
                 f"SELECT {holdings_keys(spec)}, {fingerprint.of(spec)} AS {ident(fingerprint.COLUMN)} FROM {spec.source}")
         run.holdings.replace_with(spec, f"{lake} UNION ALL SELECT * FROM {cdc.temp_name('gone', spec)}", revision, version)
         run.totals.release(run.con, spec)

@@ -21,6 +21,7 @@ import duckdb
 
 from . import fingerprint
 from .errors import reraise_interrupt
+from .lake.files import newest_write
 from .model import TableSpec, TableState
 from .readback import dest_expr
 from .sql import ident
@@ -41,11 +42,7 @@ def holdings_path(destination_path: Path, destination_id: str) -> Path:
 
 def last_written(destination_path: Path) -> float | None:
     """When a local copy under ``destination_path`` was last written (seconds since the epoch), None if none is."""
-    times = []
-    for p in (Path(destination_path) / ".nw").glob("holdings-*.duckdb*"):
-        with contextlib.suppress(OSError):      # removed meanwhile (another run, a fresh start)
-            times.append(p.stat().st_mtime)
-    return max(times, default=None)
+    return newest_write((Path(destination_path) / ".nw").glob("holdings-*.duckdb*"))
 
 
 def key_type(spec: TableSpec, column: str) -> str:

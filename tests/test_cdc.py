@@ -497,7 +497,7 @@ def test_pairs_kept_from_hashing_give_the_comparison_it_would_find_alone(tmp_pat
     assert (n, total) == cdc.lake_totals(con, spec)
     pairs = totals.pairs(spec)
     assert pairs is not None
-    assert con.execute(f"SELECT * FROM {pairs[0]} ORDER BY ALL").fetchall() == \
+    assert con.execute(f"SELECT * FROM {pairs} ORDER BY ALL").fetchall() == \
         con.execute(f"SELECT a, b, {fingerprint.of(spec)} FROM t ORDER BY ALL").fetchall()
 
     def found(full, bucket_rows, kept):
@@ -510,10 +510,10 @@ def test_pairs_kept_from_hashing_give_the_comparison_it_would_find_alone(tmp_pat
         assert found(full, 10_000, pairs) == alone
         assert found(full, 150, pairs) == alone
     assert len(alone[1]) == 22       # (500, 999) and the 21 keys of a = 7
-    assert pairs[0].rpartition(".")[2] in _memory_tables(con)
+    assert pairs.rpartition(".")[2] in _memory_tables(con)
 
     totals.release(con, spec)
-    assert totals.pairs(spec) is None and pairs[0].rpartition(".")[2] not in _memory_tables(con)
+    assert totals.pairs(spec) is None and pairs.rpartition(".")[2] not in _memory_tables(con)
     totals.close()                   # u's pairs were never asked for: dropped too
     assert not {t for t in _memory_tables(con) if t.startswith("nw_pairs_")}
     con.close()

@@ -8,5 +8,5 @@ from .metadata import TableMetadata, original_schema_json, read_metadata
 from .model import INCREMENTAL_CANDIDATES, ORDERABLE_CURSOR_TYPES, read_specs
 
 __all__ = ["INCREMENTAL_CANDIDATES", "LAKE_ALIAS", "METADATA_TABLES", "ORDERABLE_CURSOR_TYPES", "LakeTable",
-           "TableMetadata", "columns_of", "connect", "lake_tables", "load_extension", "open_lake", "original_schema_json",            "read_metadata",
+           "TableMetadata", "columns_of", "connect", "lake_tables", "load_extension", "open_lake", "original_schema_json", "read_metadata",
            "memory_limit", "read_specs", "row_count", "stream_cursor", "user_tables"]

@@ -35,10 +35,7 @@ def user_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def columns_of(con: duckdb.DuckDBPyConnection, table: str, schema: str = "main") -> tuple[Column, ...]:
-    rows = con.execute(
-        "SELECT column_name, data_type, is_nullable FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, table]).fetchall()
-    return tuple(Column(n, t, bool(nullable)) for n, t, nullable in rows)
+    return all_columns(con).get(LakeTable(schema, table), ())
 
 
 def all_columns(con: duckdb.DuckDBPyConnection) -> dict[LakeTable, tuple[Column, ...]]:

@@ -8,7 +8,7 @@ and spills to ``DESTINATION_PATH/.nw/tmp`` beyond DUCKDB_MEMORY_LIMIT.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -131,14 +131,19 @@ def stream_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return cur
 
 
+def newest_write(paths: Iterable[Path]) -> float | None:
+    """The newest modification time (seconds since the epoch) of those of ``paths`` that exist, None if none does."""
+    times = []
+    for p in paths:
+        with contextlib.suppress(OSError):      # absent, or removed meanwhile (a checkpointed log, another run)
+            times.append(p.stat().st_mtime)
+    return max(times, default=None)
+
+
 def last_written(path: Path) -> float:
     """When the lake file (or its write-ahead log) was last written, in seconds since the epoch."""
     path = Path(path)
-    times = [0.0]
-    for p in (path, path.with_name(path.name + ".wal")):
-        with contextlib.suppress(OSError):      # no write-ahead log (or it was just checkpointed away)
-            times.append(p.stat().st_mtime)
-    return max(times)
+    return newest_write((path, path.with_name(path.name + ".wal"))) or 0.0
 
 
 def row_count(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> int:
