@@ -28,7 +28,8 @@ TRANSIENT_TEXT = ("connection refused", "could not connect", "server closed the 
                   "consuming input failed", "lost synchronization", "connection timed out", "no connection to the server",
                   "broken pipe", "ssl syscall error", "timeout expired", "the connection is closed", "the connection is lost",
                   "ssl connection has been closed unexpectedly", "terminating connection due to administrator command",
-                  "no such file or directory")  # a Unix socket vanishes while its server restarts
+                  "no such file or directory",  # a Unix socket vanishes while its server restarts
+                  "another command is already in progress")  # a connection an interrupted statement left busy: dropped, retried
 # pgbouncer's (and Supavisor's) words for "my server is down"
 POOLER_DOWN_TEXT = ("server_login_retry", "query_wait_timeout", "server conn crashed", "pgbouncer cannot connect to server",
                     "client_login_timeout", "database is not available")
@@ -129,6 +130,7 @@ def answer_within(conn, seconds: float) -> Iterator[None]:
         raise
     finally:
         timer.cancel()
+        timer.join()             # a timer that fired just now has shut the socket before we look (never a later one's)
     if fired.is_set():           # answered at the very moment the timer fired: the socket is gone anyway
         raise NoAnswer(f"no answer within {seconds:g} s")
 
@@ -162,13 +164,14 @@ def local_settings(conn) -> None:
 
 
 class Session:
-    """One lazily opened connection, reopened after a transient failure."""
+    """One lazily opened connection, reopened after a transient failure or when an error left it mid-statement."""
 
     def __init__(self, params: Mapping[str, str], settings: Settings, application_name: str = "nwlib"):
         self.params = dict(params)
         self.settings = settings
         self.application_name = application_name
         self._conn = None
+        self._depth = 0          # errors() blocks open (a transaction's statements nest inside one)
 
     @property
     def conn(self):
@@ -187,10 +190,26 @@ class Session:
     def errors(self, where: str) -> Iterator[None]:
         """Driver errors inside become one-line ``DestinationError``s naming ``where``."""
         psycopg = psycopg_module()
+        self._depth += 1
         try:
             yield
         except psycopg.Error as exc:
             err = classify(exc, self.settings, where)
-            if err.transient:
+            if err.transient or self._depth == 1 and not self._idle():
                 self.reset()
             raise err from None
+        except BaseException:
+            if self._depth == 1 and not self._idle():
+                self.reset()
+            raise
+        finally:
+            self._depth -= 1
+
+    def _idle(self) -> bool:
+        """Outside every errors() block the connection must be idle: no transaction open, no statement
+        unanswered.  An error that left it otherwise (a statement interrupted half-way) makes it unusable:
+        the next use would fail with 'another command is already in progress'."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return True
+        return conn.info.transaction_status == psycopg_module().pq.TransactionStatus.IDLE

@@ -37,7 +37,7 @@ from pathlib import Path
 from ...errors import SyncInProgress
 from ...settings import Settings
 from ...sql import ident, qualified
-from .connection import Session, classify, psycopg_module
+from .connection import Session, psycopg_module
 
 log = logging.getLogger("nwlib.postgres")
 
@@ -131,30 +131,30 @@ class LeaseLock:
             self.token = None
 
     def _take(self) -> None:
-        psycopg = psycopg_module()
-        conn = self.session.conn
+        # A transient failure drops the connection (the engine retries with a new one), as in every write.
+        with self.session.errors("lock"):
+            self._take_on(self.session.conn)
+
+    def _take_on(self, conn) -> None:
         ended: set[int] = set()
-        try:
-            self._ensure_table(conn)
-            for _ in range(50):
-                with conn.transaction():
-                    if conn.execute("SELECT pg_try_advisory_xact_lock(%s)", [self.key]).fetchone()[0]:
-                        if self._take_row(conn):
-                            return
-                        continue
-                    # A write is in flight.  Its run is alive unless its lease ran out (nothing renews it: frozen
-                    # or gone) or, on this machine, its process is gone.
-                    row = self._row(conn)
-                    writer = self._writer(conn)
-                    if row is None or not (row["expired"] or row["dead"]) or writer is None:
-                        raise self._busy(row, writing=writer)
-                if writer not in ended:       # once; then give its transaction a moment to roll back
-                    self._end_write(conn, writer, row)
-                    ended.add(writer)
-                time.sleep(0.2)
-            raise self._busy(self._row(conn))
-        except psycopg.Error as exc:
-            raise classify(exc, self.settings, "lock") from None
+        self._ensure_table(conn)
+        for _ in range(50):
+            with conn.transaction():
+                if conn.execute("SELECT pg_try_advisory_xact_lock(%s)", [self.key]).fetchone()[0]:
+                    if self._take_row(conn):
+                        return
+                    continue
+                # A write is in flight.  Its run is alive unless its lease ran out (nothing renews it: frozen
+                # or gone) or, on this machine, its process is gone.
+                row = self._row(conn)
+                writer = self._writer(conn)
+                if row is None or not (row["expired"] or row["dead"]) or writer is None:
+                    raise self._busy(row, writing=writer)
+            if writer not in ended:       # once; then give its transaction a moment to roll back
+                self._end_write(conn, writer, row)
+                ended.add(writer)
+            time.sleep(0.2)
+        raise self._busy(self._row(conn))
 
     def _take_row(self, conn) -> bool:
         """Inside a transaction holding the advisory lock: write our token, or say who holds the lock."""

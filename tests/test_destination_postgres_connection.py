@@ -1,0 +1,47 @@
+"""The PostgreSQL session (nwlib.destinations.postgres.connection) against a real server, direct and behind pgbouncer."""
+from __future__ import annotations
+
+import pytest
+
+from nwlib.destinations.postgres.connection import Session
+from nwlib.errors import DestinationError
+
+pytestmark = pytest.mark.routes("pooler")
+
+
+@pytest.fixture
+def session(settings):
+    s = Session(settings.postgres_params(), settings)
+    yield s
+    s.reset()
+
+
+def test_an_error_that_leaves_a_statement_unanswered_drops_the_connection(session):
+    first = session.conn
+    with pytest.raises(RuntimeError), session.errors("test"):
+        first.pgconn.send_query(b"SELECT pg_sleep(0.05)")    # sent, never read: as a statement interrupted half-way
+        raise RuntimeError("stopped half-way")
+    assert session.conn is not first
+    assert session.conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_driver_error_on_a_busy_connection_is_retried_on_a_new_one(session):
+    first = session.conn
+    first.pgconn.send_query(b"SELECT 1")
+    with pytest.raises(DestinationError) as info, session.errors("test"):
+        first.execute("SELECT 2")
+    assert "another command is already in progress" in str(info.value) and info.value.transient
+    assert session.conn is not first
+    assert session.conn.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_an_error_inside_a_transaction_keeps_the_connection_for_its_rollback(session):
+    conn = session.conn
+    with pytest.raises(ValueError), session.errors("outer"), conn.transaction():
+        conn.execute("CREATE TEMP TABLE nw_t (a int) ON COMMIT DROP")
+        with pytest.raises(KeyError), session.errors("inner"):
+            raise KeyError("inner")
+        assert session.conn is conn            # still inside the transaction: not dropped under it
+        raise ValueError("outer")
+    assert session.conn is conn                # rolled back and idle: kept
+    assert conn.execute("SELECT to_regclass('nw_t')").fetchone() == (None,)
