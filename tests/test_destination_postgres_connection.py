@@ -30,7 +30,8 @@ def test_a_driver_error_on_a_busy_connection_is_retried_on_a_new_one(session):
     first.pgconn.send_query(b"SELECT 1")
     with pytest.raises(DestinationError) as info, session.errors("test"):
         first.execute("SELECT 2")
-    assert "another command is already in progress" in str(info.value) and info.value.transient
+    assert "PostgreSQL connection failed" in str(info.value) and "another command is already in progress" in str(info.value)
+    assert info.value.transient
     assert session.conn is not first
     assert session.conn.execute("SELECT 3").fetchone() == (3,)
 

@@ -55,8 +55,9 @@ class NoAnswer(Exception):
     """The server (or the pooler in front of it) accepted the connection but did not answer in time."""
 
 
-def classify(exc: Exception, settings: Settings | None = None, where: str = "") -> DestinationError:
-    """Turn a driver error into one clear line, transient or not."""
+def classify(exc: Exception, settings: Settings | None = None, where: str = "", lost: bool = False) -> DestinationError:
+    """Turn a driver error into one clear line, transient or not.  ``lost``: the error left its connection
+    unusable (broken, or a statement still unanswered after the transaction ended), whatever its words."""
     psycopg = psycopg_module()
     text = first_line(exc)
     for said_twice in ("connection failed: ", "connection is bad: "):   # psycopg's prefixes before libpq's own words
@@ -94,7 +95,7 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "") 
     if any(t in low for t in POOLER_DOWN_TEXT):
         return DestinationError(f"{prefix}the pooler cannot reach its PostgreSQL server ({text})",
                                 "check that the database behind the pooler is up (Supabase: is the project paused?)", transient=True)
-    if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and any(t in low for t in TRANSIENT_TEXT):
+    if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and (lost or any(t in low for t in TRANSIENT_TEXT)):
         return DestinationError(f"{prefix}PostgreSQL connection failed: {text}",
                                 "check that the server is up and reachable (nw sync retries such faults MAX_RETRIES times)", transient=True)
     if isinstance(exc, psycopg.OperationalError):
@@ -194,8 +195,9 @@ class Session:
         try:
             yield
         except psycopg.Error as exc:
-            err = classify(exc, self.settings, where)
-            if err.transient or self._depth == 1 and not self._idle():
+            lost = self._depth == 1 and not self._idle()
+            err = classify(exc, self.settings, where, lost)
+            if err.transient or lost:
                 self.reset()
             raise err from None
         except BaseException:
@@ -210,6 +212,6 @@ class Session:
         unanswered.  An error that left it otherwise (a statement interrupted half-way) makes it unusable:
         the next use would fail with 'another command is already in progress'."""
         conn = self._conn
-        if conn is None or conn.closed:
+        if conn is None:
             return True
-        return conn.info.transaction_status == psycopg_module().pq.TransactionStatus.IDLE
+        return not conn.broken and (conn.closed or conn.info.transaction_status == psycopg_module().pq.TransactionStatus.IDLE)
