@@ -52,9 +52,10 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
         raise LakeError(f"cannot open lake file {path}: {first_line(exc)}", "the file may be truncated or from another DuckDB version; restore it or run `nw bootstrap`") from None
 
 
-# DUCKDB_MEMORY_LIMIT=auto: a working budget, plus what the largest lake table costs per row while it is
-# synced — its PRIMARY KEY index, which DuckDB keeps in memory once the table is read (about 9 bytes a row), and
-# the bookkeeping of a change spread over it (about 8) — so a 10M-row lake gets 360 MB.  A table of up to
+# DUCKDB_MEMORY_LIMIT=auto: a working budget, plus 20 bytes a row of the largest lake table — the bookkeeping of
+# a change spread over it in the local copy (about 8) and room for the comparison beside the lake's cached blocks
+# (the 9 bytes once meant for its PRIMARY KEY index: DuckDB 1.5.5 reads the lake without loading it; smaller
+# budgets were measured, see the README's performance section) — so a 10M-row lake gets 360 MB.  A table of up to
 # PAIRS_MAX_ROWS rows also gets room for its (key, fingerprint) pairs, kept from its hashing for its comparison
 # (PAIR_BYTES a row for a BIGINT key, measured 22; see nwlib.cdc.LakeTotals): a 2M-row lake gets 250 MB.
 AUTO_MEMORY_BASE, AUTO_MEMORY_PER_ROW = 160 << 20, 20
