@@ -46,3 +46,13 @@ def test_an_error_inside_a_transaction_keeps_the_connection_for_its_rollback(ses
         raise ValueError("outer")
     assert session.conn is conn                # rolled back and idle: kept
     assert conn.execute("SELECT to_regclass('nw_t')").fetchone() == (None,)
+
+
+def test_a_connection_lost_inside_a_transaction_of_several_steps_is_not_silently_replaced(session):
+    conn = session.conn
+    with pytest.raises(DestinationError) as info, session.errors("outer"), conn.transaction():
+        with session.errors("inner"):
+            conn.close()                        # as a cut would leave it
+            session.conn                        # noqa: B018 - a new connection here would commit on its own
+    assert info.value.transient and "lost inside a transaction" in str(info.value)
+    assert session.conn.execute("SELECT 1").fetchone() == (1,)     # the retry, outside, connects again

@@ -65,6 +65,30 @@ def test_in_process_lock_is_exclusive(settings):
         holder.close()
 
 
+def test_a_lock_taken_by_an_attempt_whose_answer_was_lost_is_the_retrys(settings, monkeypatch):
+    """The lock's row committed but the answer never came (a cut): the retry finds its own row, not 'another sync'."""
+    from nwlib.destinations.postgres.lock import LeaseLock
+    from nwlib.errors import DestinationError
+
+    real, lost = LeaseLock._take, []
+
+    def take_then_lose_the_answer(self):
+        real(self)
+        if not lost:
+            lost.append(self.token)
+            raise DestinationError("lock: PostgreSQL connection failed: server closed the connection unexpectedly", "retry", transient=True)
+    monkeypatch.setattr(LeaseLock, "_take", take_then_lose_the_answer)
+    dest = destinations.create(settings)
+    try:
+        with pytest.raises(DestinationError), dest.lock():
+            pass
+        with dest.lock():                       # the engine's retry
+            assert dest._lock.token == lost[0] and dest.running()
+        assert dest.running() is None           # released as usual
+    finally:
+        dest.close()
+
+
 @pytest.mark.routes("pooler")
 def test_simultaneous_starts_never_both_write(settings, pg, pg_route):
     """Ten rounds of two `nw sync` started together: each round one writes and the other exits 6."""

@@ -30,6 +30,7 @@ TRANSIENT_TEXT = ("connection refused", "could not connect", "server closed the 
                   "ssl connection has been closed unexpectedly", "terminating connection due to administrator command",
                   "no such file or directory",  # a Unix socket vanishes while its server restarts
                   "another command is already in progress")  # a connection an interrupted statement left busy: dropped, retried
+RETRY_HINT = "check that the server is up and reachable (nw sync retries such faults MAX_RETRIES times)"
 # pgbouncer's (and Supavisor's) words for "my server is down"
 POOLER_DOWN_TEXT = ("server_login_retry", "query_wait_timeout", "server conn crashed", "pgbouncer cannot connect to server",
                     "client_login_timeout", "database is not available")
@@ -84,6 +85,9 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "", 
         return DestinationError(f"{prefix}{text}", "grant the sync user CREATE/INSERT/UPDATE/DELETE on DB_SCHEMA, or use another DB_USER")
     if sqlstate == "25006" or "read-only transaction" in low:
         return DestinationError(f"{prefix}the destination refuses writes ({text})", "point DB_HOST at a writable primary, or grant write access")
+    if lost and isinstance(exc, psycopg.OperationalError):
+        return DestinationError(f"{prefix}PostgreSQL connection failed: {text}",
+                                RETRY_HINT, transient=True)
     if isinstance(exc, psycopg.OperationalError) and any(t in low for t in CERTIFICATE_TEXT) and "connection refused" not in low:
         return DestinationError(f"{prefix}the TLS connection failed: {text}",
                                 "check DB_SSLMODE (verify-full checks the host name) and DB_SSLROOTCERT (the CA certificate file, "
@@ -95,9 +99,9 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "", 
     if any(t in low for t in POOLER_DOWN_TEXT):
         return DestinationError(f"{prefix}the pooler cannot reach its PostgreSQL server ({text})",
                                 "check that the database behind the pooler is up (Supabase: is the project paused?)", transient=True)
-    if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and (lost or any(t in low for t in TRANSIENT_TEXT)):
+    if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and any(t in low for t in TRANSIENT_TEXT):
         return DestinationError(f"{prefix}PostgreSQL connection failed: {text}",
-                                "check that the server is up and reachable (nw sync retries such faults MAX_RETRIES times)", transient=True)
+                                RETRY_HINT, transient=True)
     if isinstance(exc, psycopg.OperationalError):
         return DestinationError(f"{prefix}{text}", "check DB_HOST, DB_PORT, DB_SSLMODE and the network")
     return DestinationError(f"{prefix}{text}", "see controle_cargas for the run; fix the data or schema and rerun")
@@ -177,6 +181,12 @@ class Session:
     @property
     def conn(self):
         if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._depth > 1:
+                # Inside a transaction of several steps (an FK cycle's deletes): a new connection would run the
+                # next step outside it, committing on its own.  Fail the step; the whole transaction retries.
+                raise DestinationError("PostgreSQL connection failed: the connection was lost inside a transaction",
+                                       RETRY_HINT,
+                                       transient=True)
             self._conn = connect(self.params, self.settings, self.application_name)
         return self._conn
 
@@ -195,10 +205,11 @@ class Session:
         try:
             yield
         except psycopg.Error as exc:
-            lost = self._depth == 1 and not self._idle()
+            outermost = self._depth == 1
+            lost = outermost and not self._idle()
             err = classify(exc, self.settings, where, lost)
-            if err.transient or lost:
-                self.reset()
+            if outermost and (err.transient or lost):
+                self.reset()      # not under an open transaction: its own exit rolls it back first
             raise err from None
         except BaseException:
             if self._depth == 1 and not self._idle():

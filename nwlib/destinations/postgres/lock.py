@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from ...errors import SyncInProgress
+from ...errors import DestinationError, SyncInProgress
 from ...settings import Settings
 from ...sql import ident, qualified
 from .connection import Session, psycopg_module
@@ -102,6 +102,7 @@ class LeaseLock:
         self.key = int.from_bytes(hashlib.sha256(f"nwlib:{schema}".encode()).digest()[:8], "big", signed=True)
         self._beat_session = heartbeat
         self.token: str | None = None
+        self._retry_token: str | None = None     # the token of an attempt that failed transiently (see hold)
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self.lost = False
@@ -109,11 +110,15 @@ class LeaseLock:
     # --- taking and releasing ---------------------------------------------------------------
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
-        self.token = uuid.uuid4().hex
+        # A retry after a transient failure keeps the failed attempt's token: if that attempt's row committed and
+        # only the answer was lost, the row is already ours (a new token would find "another sync is running").
+        self.token, self._retry_token = self._retry_token or uuid.uuid4().hex, None
         self.lost = False
         try:
             self._take()
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, DestinationError) and exc.transient:
+                self._retry_token = self.token
             self.token = None
             raise
         self._stop.clear()
@@ -166,6 +171,9 @@ class LeaseLock:
         row = self._row(conn)
         if row is None:
             return False   # its holder released it just now: try again
+        if row["owner"] == self.token:
+            self._renew(conn)
+            return True    # this run's own row, written by an attempt whose answer was lost
         if not (row["expired"] or row["dead"]):
             raise self._busy(row)
         # Only if it is still as we read it: a heartbeat that renewed the lease meanwhile keeps it.
