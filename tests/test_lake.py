@@ -208,3 +208,15 @@ def test_auto_memory_limit_grows_with_the_largest_table(tmp_path):
     con.close()
     with open_lake(load_settings(env=base, dotenv=None)) as lake:
         assert abs(memory_limit(lake) - ((160 << 20) + (20 + 24) * 1_000_000)) < 4 << 20
+
+
+def test_an_extension_loads_from_its_pypi_wheel_offline(tmp_path):
+    """Nothing installed in DuckDB's extension folder: the duckdb-extension-<name> wheel is found by its name."""
+    from nwlib.lake import load_extension
+
+    con = duckdb.connect()
+    con.execute(f"SET extension_directory = '{tmp_path}'")
+    with pytest.raises(duckdb.Error):
+        con.execute("LOAD postgres_scanner")          # not installed here: only the wheel can provide it
+    assert load_extension(con, "postgres_scanner")
+    assert con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'postgres_scanner'").fetchone() == (True,)

@@ -8,9 +8,6 @@ import duckdb
 
 from ..errors import reraise_interrupt
 
-_EXTENSION_PACKAGES = {"httpfs": "duckdb_extension_httpfs", "postgres_scanner": "duckdb_extension_postgres_scanner"}
-
-
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """LOAD an extension; False (never raises) when none of the ways works, so callers can fall back."""
     try:
@@ -18,8 +15,7 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         return True
     except duckdb.Error as exc:
         reraise_interrupt(exc)
-    pkg = _EXTENSION_PACKAGES.get(name)
-    spec = importlib.util.find_spec(pkg) if pkg else None
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")     # the PyPI wheel duckdb-extension-<name>
     if spec and spec.submodule_search_locations:
         root = Path(list(spec.submodule_search_locations)[0])
         for file in sorted(root.glob(f"extensions/v{duckdb.__version__}/*.duckdb_extension")):
