@@ -56,3 +56,16 @@ def test_a_connection_lost_inside_a_transaction_of_several_steps_is_not_silently
             session.conn                        # noqa: B018 - a new connection here would commit on its own
     assert info.value.transient and "lost inside a transaction" in str(info.value)
     assert session.conn.execute("SELECT 1").fetchone() == (1,)     # the retry, outside, connects again
+
+
+def test_a_lost_connection_is_a_connection_failure_even_in_ssl_words():
+    """libpq reports a TLS connection cut as 'SSL error: …': once the connection is unusable that is a cut to
+    retry, not a certificate to fix."""
+    import psycopg
+
+    from nwlib.destinations.postgres.connection import classify
+
+    cut = psycopg.OperationalError("SSL error: unexpected eof while reading")
+    err = classify(cut, where="load t", lost=True)
+    assert err.transient and "PostgreSQL connection failed" in str(err)
+    assert not classify(cut, where="connect").transient      # at connect time it is the TLS set-up that failed
