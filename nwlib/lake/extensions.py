@@ -8,6 +8,7 @@ import duckdb
 
 from ..errors import reraise_interrupt
 
+
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """LOAD an extension; False (never raises) when none of the ways works, so callers can fall back."""
     try:

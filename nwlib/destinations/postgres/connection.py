@@ -86,8 +86,7 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "", 
     if sqlstate == "25006" or "read-only transaction" in low:
         return DestinationError(f"{prefix}the destination refuses writes ({text})", "point DB_HOST at a writable primary, or grant write access")
     if lost and isinstance(exc, psycopg.OperationalError):
-        return DestinationError(f"{prefix}PostgreSQL connection failed: {text}",
-                                RETRY_HINT, transient=True)
+        return DestinationError(f"{prefix}PostgreSQL connection failed: {text}", RETRY_HINT, transient=True)
     if isinstance(exc, psycopg.OperationalError) and any(t in low for t in CERTIFICATE_TEXT) and "connection refused" not in low:
         return DestinationError(f"{prefix}the TLS connection failed: {text}",
                                 "check DB_SSLMODE (verify-full checks the host name) and DB_SSLROOTCERT (the CA certificate file, "
@@ -100,8 +99,7 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "", 
         return DestinationError(f"{prefix}the pooler cannot reach its PostgreSQL server ({text})",
                                 "check that the database behind the pooler is up (Supabase: is the project paused?)", transient=True)
     if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and any(t in low for t in TRANSIENT_TEXT):
-        return DestinationError(f"{prefix}PostgreSQL connection failed: {text}",
-                                RETRY_HINT, transient=True)
+        return DestinationError(f"{prefix}PostgreSQL connection failed: {text}", RETRY_HINT, transient=True)
     if isinstance(exc, psycopg.OperationalError):
         return DestinationError(f"{prefix}{text}", "check DB_HOST, DB_PORT, DB_SSLMODE and the network")
     return DestinationError(f"{prefix}{text}", "see controle_cargas for the run; fix the data or schema and rerun")
@@ -185,8 +183,7 @@ class Session:
                 # Inside a transaction of several steps (an FK cycle's deletes): a new connection would run the
                 # next step outside it, committing on its own.  Fail the step; the whole transaction retries.
                 raise DestinationError("PostgreSQL connection failed: the connection was lost inside a transaction",
-                                       RETRY_HINT,
-                                       transient=True)
+                                       RETRY_HINT, transient=True)
             self._conn = connect(self.params, self.settings, self.application_name)
         return self._conn
 
@@ -204,17 +201,17 @@ class Session:
         self._depth += 1
         try:
             yield
-        except psycopg.Error as exc:
+        except BaseException as exc:
+            # Only the outermost block drops the connection: an inner one is under an open transaction, whose
+            # own exit rolls it back first.
             outermost = self._depth == 1
             lost = outermost and not self._idle()
-            err = classify(exc, self.settings, where, lost)
-            if outermost and (err.transient or lost):
-                self.reset()      # not under an open transaction: its own exit rolls it back first
-            raise err from None
-        except BaseException:
-            if self._depth == 1 and not self._idle():
+            err = classify(exc, self.settings, where, lost) if isinstance(exc, psycopg.Error) else None
+            if lost or outermost and err is not None and err.transient:
                 self.reset()
-            raise
+            if err is None:
+                raise
+            raise err from None
         finally:
             self._depth -= 1
 
