@@ -54,9 +54,8 @@ def cmd_bootstrap(args) -> int:
 
 
 def cmd_sync(args) -> int:
+    s = _settings(args)      # first: it decides which imports the process skips
     from ..engine import raise_for_failures, sync
-
-    s = _settings(args)
     if args.watch or args.every is not None:
         return _watch(s, args)
     report = sync(s, _tables_arg(args), full_refresh=args.full_refresh, dry_run=args.dry_run,
@@ -196,9 +195,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
+    s = _settings(args)      # first: it decides which imports the process skips
     from ..status import raise_for_status, status
-
-    s = _settings(args)
     st = status(s)
     if args.json:
         print_json({**st.to_json(), "lake": str(s.duckdb_path)}, s)
@@ -224,9 +222,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    s = _settings(args)      # first: it decides which imports the process skips
     from ..verification import verify
-
-    s = _settings(args)
     checks = verify(s, _tables_arg(args))
     bad = [c.table for c in checks if not c.ok]
     if args.json:
@@ -249,9 +246,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    s = _settings(args)      # first: it decides which imports the process skips
     from ..ledger import recent_runs
-
-    s = _settings(args)
     history = recent_runs(s, args.limit)
     if args.json:
         print_json({"destination": history.destination, "runs": list(history.runs)}, s)
