@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ...cdc import ChangeSet
-from ...connstr import DIRECT, display, parse_url
+from ...connstr import display, parse_url
 from ...errors import SchemaChangeError
 from ...model import APPEND, ForeignKey, TableReport, TableSpec, TableState
 from ...records import now
@@ -28,7 +28,7 @@ from .copy import Copier
 from .embedded import embedded_url
 from .lock import LeaseLock
 from .readback import Reader
-from .scanner import PARALLEL_SCAN, Scanner
+from .scanner import Scanner
 from .schema import Tables
 
 if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
@@ -49,7 +49,7 @@ class PostgresDestination(BaseDestination):
         self.books = Bookkeeping(self.session, self.schema)
         self.tables = Tables(self.session, self.schema, self.books)
         self.copier = Copier(self.session, self.schema)
-        self.scanner = Scanner(self.params, settings, PARALLEL_SCAN if self.mode == DIRECT else 1)
+        self.scanner = Scanner(self.params, settings)
         self.reader = Reader(self.session, self.schema, self.scanner)
         self._lock = LeaseLock(self.session, settings, self.schema, Session(self.params, settings, "nwlib-lock"))
         self._needs_full: set[str] = set()

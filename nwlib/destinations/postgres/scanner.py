@@ -6,15 +6,6 @@ every row for ``nw verify``) when the extension loads (the pinned
 a DuckDB secret, never in SQL text or a connection string.  Any failure here —
 no extension, a pooler that refuses what it does — returns None and the caller
 reads through psycopg instead.
-
-On a direct connection a table scan reads ranges of pages (ctid) over two
-connections at once, all in the one snapshot the first exports
-(``pg_export_snapshot``): 2.2M keys and fingerprints in a median 0.62 s
-instead of 0.72 s on this 2-core machine, more where the server has cores to
-spare.  Behind a pooler it stays on one connection (pgbouncer measured no
-gain, and each extra connection holds one of the pool's).  A server that
-refuses the export (a restricted role, a replica) gets the scan again over
-one connection.
 """
 from __future__ import annotations
 
@@ -39,8 +30,6 @@ _PASSED = ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "sslcert"
 # The memory of the DuckDB instance that reads PostgreSQL: rows only stream through it (the lake's session,
 # DUCKDB_MEMORY_LIMIT, does the work), so a small budget; its allocator returns what it frees.
 SCANNER_MEMORY = "48MB"
-PARALLEL_SCAN = 2                   # connections of a table scan on a direct connection
-PAGES_PER_RANGE = 1000              # pages (8 kB each) a connection reads at a time: DuckDB's default
 
 
 def _literal(text: str) -> str:
@@ -52,10 +41,8 @@ def _libpq(value: str) -> str:
 
 
 class Scanner:
-    def __init__(self, params: dict[str, str], settings: Settings, connections: int = 1):
-        """``connections``: how many a table scan may use (1 behind a pooler)."""
+    def __init__(self, params: dict[str, str], settings: Settings):
         self.params, self.settings = params, settings
-        self.connections = connections
         self._con: duckdb.DuckDBPyConnection | None = None
         self._broken = False
 
@@ -69,9 +56,8 @@ class Scanner:
             con.execute("SET allocator_flush_threshold = '8MB'")
             if not load_extension(con, "postgres_scanner"):
                 raise RuntimeError("the postgres extension did not load")
-            con.execute(f"SET pg_connection_limit = {self.connections}")
-            con.execute(f"SET pg_use_ctid_scan = {'true' if self.connections > 1 else 'false'}")
-            con.execute(f"SET pg_pages_per_task = {PAGES_PER_RANGE}")
+            con.execute("SET pg_connection_limit = 1")      # one connection: works behind a transaction pooler too
+            con.execute("SET pg_use_ctid_scan = false")
             if params.get("password"):
                 # CREATE SECRET takes no bound parameters: the value is quoted as an SQL string.
                 con.execute(f"CREATE TEMPORARY SECRET nw_pg (TYPE postgres, PASSWORD {_literal(params['password'])})")
@@ -102,18 +88,17 @@ class Scanner:
     def scan_table(self, schema: str, table: str, columns: list[str], batch_rows: int) -> pa.RecordBatchReader | None:
         """Columns of a table as they are (a table scan: about three times faster than the same SELECT through
         ``postgres_query``), or None when this way is not available."""
-        cols = ", ".join(ident(c) for c in columns)
-        while (con := self._open()) is not None:
-            try:
-                return con.execute(f"SELECT {cols} FROM nw_pg.{ident(schema)}.{ident(table)}").to_arrow_reader(batch_rows)
-            except duckdb.Error as exc:
-                reraise_interrupt(exc)
-                log.debug("postgres extension scan over %d connection(s) failed: %s", self.connections, self.settings.redact(str(exc)))
-                self.close()
-                if self.connections == 1:
-                    self._broken = True
-                self.connections = 1                  # the server refused the parallel way: once more over one
-        return None
+        con = self._open()
+        if con is None:
+            return None
+        try:
+            cols = ", ".join(ident(c) for c in columns)
+            return con.execute(f"SELECT {cols} FROM nw_pg.{ident(schema)}.{ident(table)}").to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            log.debug("postgres extension scan failed: %s", self.settings.redact(str(exc)))
+            self._broken = True
+            self.close()
+            return None
 
     def close(self) -> None:
         if self._con is not None:
