@@ -454,6 +454,48 @@ def test_a_comparison_in_passes_finds_what_one_pass_finds(tmp_path):
     con.close()
 
 
+
+def test_a_comparison_that_runs_out_of_memory_starts_again_in_more_passes(tmp_path, caplog):
+    """DuckDB's joins can need more than the passes were sized for.  A real out-of-memory (32 MB, no spilling, a
+    1M-row table whose one-pass join needs more) makes the comparison start again in twice as many passes until
+    it fits, and find what an unbounded one finds; for a full send's deletes too."""
+    import logging
+
+    from nwlib import cdc, fingerprint
+    from nwlib.holdings import Holdings
+    from nwlib.lake import read_specs
+    from nwlib.model import TableState
+
+    con = duckdb.connect(str(tmp_path / "lake.duckdb"))
+    con.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v DOUBLE)")
+    con.execute("INSERT INTO t SELECT i, i * 1.5 FROM range(1000000) r(i)")
+    spec = read_specs(con)["t"]
+    holdings = Holdings(con, tmp_path / "holdings.duckdb")
+    holdings.empty(spec, TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True))
+    con.execute(f"INSERT INTO {holdings.table(spec)} SELECT id, {fingerprint.of(spec)} FROM t")
+    con.execute("UPDATE t SET v = -v WHERE id % 1000 = 3")
+    con.execute("DELETE FROM t WHERE id % 1000 = 7")
+    con.execute("INSERT INTO t VALUES (2000000, 1)")
+    con.execute("CHECKPOINT")
+    n = con.execute("SELECT count(*) FROM t").fetchone()[0]
+
+    def found(full):
+        up, gone = cdc.compare(con, spec, holdings, full, n, bucket_rows=10**9)      # one pass, as sized
+        return (None if up is None else con.execute(f"SELECT * FROM {up} ORDER BY ALL").fetchall(),
+                con.execute(f"SELECT * FROM {gone} ORDER BY ALL").fetchall())
+
+    unbounded = found(False)
+    assert (len(unbounded[0]), len(unbounded[1])) == (1001, 1000)
+    con.execute("SET memory_limit = '32MB'")
+    con.execute("SET temp_directory = ''")            # nothing may spill: what does not fit fails
+    con.execute("SET threads = 2")
+    with caplog.at_level(logging.WARNING, logger="nwlib.cdc"):
+        assert found(False) == unbounded
+        assert found(True) == (None, unbounded[1])
+    again = [r.getMessage() for r in caplog.records if "starting again in" in r.getMessage()]
+    assert len(again) >= 2 and all("'t'" in m and "DUCKDB_MEMORY_LIMIT" in m for m in again), again
+    con.close()
+
 def _session(path):
     """A lake session as open_lake makes it: in memory, the lake attached (pairs live in the memory catalog)."""
     con = duckdb.connect()
