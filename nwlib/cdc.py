@@ -355,8 +355,9 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     own = temp_name("lake", spec)
 
     if parts > 1 and not pairs:
-        # Passes over the lake's (key, fingerprint) pairs, made once: each pass then reads narrow rows.  (Passes
-        # started again for want of memory hash the lake each instead: those pairs would take memory too.)
+        # Passes over the lake's (key, fingerprint) pairs, made once: each pass then reads narrow rows.  (When one
+        # planned pass runs out of memory, the passes started instead hash the lake each: making these pairs
+        # then would take memory too.)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {own} AS {lake_fp[1:-1]}")
         lake_fp = own
 
