@@ -345,10 +345,7 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
             con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {bucket(p, parts, key_list)}) c "
                         f"ANTI JOIN (SELECT * FROM {lake_keys} {bucket(p, parts, key_list)}) l ON {match}")
 
-        def forget_deletes(parts: int) -> None:
-            con.execute(f"DELETE FROM {gone}")
-
-        _in_passes(spec, parts, deletes, forget_deletes)
+        _in_passes(con, spec, parts, deletes, (gone,))
         con.execute(f"DROP TABLE {cand}")
         return None, gone
     lake_fp = pairs or f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
@@ -368,11 +365,7 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
         con.execute(f"INSERT INTO {up} SELECT {', '.join(f'lk{i}' for i in range(n))}, lake_fp FROM nw_diff WHERE lake_fp IS NOT NULL")
         con.execute(f"INSERT INTO {cand} SELECT {', '.join(f'hk{i}' for i in range(n))}, held_fp FROM nw_diff WHERE lake_fp IS NULL")
 
-    def start_again(parts: int) -> None:
-        con.execute(f"DELETE FROM {up}")
-        con.execute(f"DELETE FROM {cand}")
-
-    _in_passes(spec, parts, differences, start_again)
+    _in_passes(con, spec, parts, differences, (up, cand))
     if lake_fp == own:
         con.execute(f"DROP TABLE {own}")
     con.execute("DROP TABLE IF EXISTS nw_diff")
@@ -383,10 +376,10 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     return up, gone
 
 
-def _in_passes(spec: TableSpec, parts: int, one_pass: Callable[[int, int], None],
-                start_again: Callable[[int], None]) -> None:
-    """``one_pass(p, parts)`` for every bucket ``p``.  If DuckDB runs out of memory in one, ``start_again(parts)``
-    (it drops what the earlier passes wrote) with twice as many passes, up to MAX_PASSES."""
+def _in_passes(con: duckdb.DuckDBPyConnection, spec: TableSpec, parts: int, one_pass: Callable[[int, int], None],
+               written: tuple[str, ...]) -> None:
+    """``one_pass(p, parts)`` for every bucket ``p``, each writing into the tables ``written``.  If DuckDB runs out
+    of memory in one, those are emptied and every pass runs again, twice as many, up to MAX_PASSES."""
     while True:
         try:
             for p in range(parts):
@@ -398,7 +391,8 @@ def _in_passes(spec: TableSpec, parts: int, one_pass: Callable[[int, int], None]
             parts *= 2
             log.warning("table %r: comparing ran out of memory within DUCKDB_MEMORY_LIMIT; starting again in %d smaller passes "
                         "(slower: raise the limit to avoid it)", spec.name, parts)
-            start_again(parts)
+            for table in written:
+                con.execute(f"DELETE FROM {table}")
 
 
 def state_after_upserts(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings, up: str | None,

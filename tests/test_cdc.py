@@ -409,24 +409,34 @@ def test_two_fks_to_the_same_parent_are_both_created(settings, pg):
 
 # --- the comparison in buckets ----------------------------------------------------------------
 
-def test_a_comparison_in_passes_finds_what_one_pass_finds(tmp_path):
-    """A table larger than one pass is compared bucket by bucket (by a hash of the fingerprint): the rows to send
-    and the keys to delete are the same as one pass finds, composite keys, unknown (NULL) fingerprints, new,
-    changed, deleted and unchanged rows alike."""
-    from nwlib import cdc, fingerprint
+def _lake_with_copy(tmp_path, table_sql: str, rows_sql: str, held_sql):
+    """A lake file with the table ``t`` (``table_sql``, ``rows_sql``) and a current local copy of what the
+    destination holds, filled by ``held_sql(spec)`` (a SELECT of key columns and fingerprint)."""
+    from nwlib import fingerprint
     from nwlib.holdings import Holdings
     from nwlib.lake import read_specs
     from nwlib.model import TableState
 
     con = duckdb.connect(str(tmp_path / "lake.duckdb"))
-    con.execute("CREATE TABLE t (a INTEGER, b VARCHAR, v DOUBLE, PRIMARY KEY (a, b))")
-    con.execute("INSERT INTO t SELECT i % 97, 'k' || (i // 97), i * 1.5 FROM range(2000) r(i)")
+    con.execute(table_sql)
+    con.execute(rows_sql)
     spec = read_specs(con)["t"]
     holdings = Holdings(con, tmp_path / "holdings.duckdb")
-    state = TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True)
-    holdings.empty(spec, state)
+    holdings.empty(spec, TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True))
+    con.execute(f"INSERT INTO {holdings.table(spec)} {held_sql(spec)}")
+    return con, spec, holdings
+
+
+def test_a_comparison_in_passes_finds_what_one_pass_finds(tmp_path):
+    """A table larger than one pass is compared bucket by bucket (by a hash of the fingerprint): the rows to send
+    and the keys to delete are the same as one pass finds, composite keys, unknown (NULL) fingerprints, new,
+    changed, deleted and unchanged rows alike."""
+    from nwlib import cdc, fingerprint
+
+    con, spec, holdings = _lake_with_copy(tmp_path, "CREATE TABLE t (a INTEGER, b VARCHAR, v DOUBLE, PRIMARY KEY (a, b))",
+                                          "INSERT INTO t SELECT i % 97, 'k' || (i // 97), i * 1.5 FROM range(2000) r(i)",
+                                          lambda spec: f"SELECT a, b, {fingerprint.of(spec)} FROM t")
     held = holdings.table(spec)
-    con.execute(f"INSERT INTO {held} SELECT a, b, {fingerprint.of(spec)} FROM t")
     con.execute(f"UPDATE {held} SET nw_fingerprint = NULL WHERE a = 5")                 # written by an older nwlib: unknown
     con.execute(f"INSERT INTO {held} VALUES (500, 'gone', 1), (501, 'gone', NULL)")       # keys the lake no longer has
     con.execute("UPDATE t SET v = -v WHERE a % 10 = 3")                                   # changed rows
@@ -462,17 +472,10 @@ def test_a_comparison_that_runs_out_of_memory_starts_again_in_more_passes(tmp_pa
     import logging
 
     from nwlib import cdc, fingerprint
-    from nwlib.holdings import Holdings
-    from nwlib.lake import read_specs
-    from nwlib.model import TableState
 
-    con = duckdb.connect(str(tmp_path / "lake.duckdb"))
-    con.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, v DOUBLE)")
-    con.execute("INSERT INTO t SELECT i, i * 1.5 FROM range(1000000) r(i)")
-    spec = read_specs(con)["t"]
-    holdings = Holdings(con, tmp_path / "holdings.duckdb")
-    holdings.empty(spec, TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True))
-    con.execute(f"INSERT INTO {holdings.table(spec)} SELECT id, {fingerprint.of(spec)} FROM t")
+    con, spec, holdings = _lake_with_copy(tmp_path, "CREATE TABLE t (id BIGINT PRIMARY KEY, v DOUBLE)",
+                                          "INSERT INTO t SELECT i, i * 1.5 FROM range(1000000) r(i)",
+                                          lambda spec: f"SELECT id, {fingerprint.of(spec)} FROM t")
     con.execute("UPDATE t SET v = -v WHERE id % 1000 = 3")
     con.execute("DELETE FROM t WHERE id % 1000 = 7")
     con.execute("INSERT INTO t VALUES (2000000, 1)")
@@ -665,18 +668,11 @@ def test_totals_hashed_over_other_columns_are_dropped_and_their_error_ignored(tm
 
 def test_rows_sharing_a_fingerprint_by_chance_are_both_compared(tmp_path, monkeypatch):
     """Two new rows whose fingerprints collide (odds about 2^-64 each, forced here) are two changes, not one."""
-    from nwlib import cdc, fingerprint
-    from nwlib.holdings import Holdings
-    from nwlib.lake import read_specs
-    from nwlib.model import TableState
+    from nwlib import cdc
 
-    con = duckdb.connect(str(tmp_path / "lake.duckdb"))
-    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
-    con.execute("INSERT INTO t SELECT i, 'v' || i FROM range(10) r(i)")
-    spec = read_specs(con)["t"]
-    holdings = Holdings(con, tmp_path / "holdings.duckdb")
-    holdings.empty(spec, TableState(revision="r1", fingerprint_version=fingerprint.version(), loaded=True))
-    con.execute(f"INSERT INTO {holdings.table(spec)} SELECT id, id FROM t")                 # fingerprint = id
+    con, spec, holdings = _lake_with_copy(tmp_path, "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)",
+                                          "INSERT INTO t SELECT i, 'v' || i FROM range(10) r(i)",
+                                          lambda spec: "SELECT id, id FROM t")                # fingerprint = id
     con.execute("INSERT INTO t VALUES (100, 'new'), (101, 'new too')")
     monkeypatch.setattr(cdc.fingerprint, "of", lambda spec, alias="": "CAST(CASE WHEN id >= 100 THEN 1000 ELSE id END AS BIGINT)")
     up, gone = cdc.compare(con, spec, holdings, False, 12, bucket_rows=5)
