@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,9 +32,16 @@ from .typemap import pg_type
 if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
     import pyarrow as pa
 
+log = logging.getLogger("nwlib.holdings")
+
 ALIAS = "nw_holdings"
 META = "nw_meta"
 FP = fingerprint.COLUMN
+# A DELETE keeps, for every 2,048-row vector it touches, a bitmap of the rows it removed: about 8 bytes a row of the
+# table when the change is spread over it (1 % of the rows is), pinned in DuckDB's memory until the checkpoint and
+# loaded back by every later read.  A copy of more rows than this is written again instead (the rows that stay,
+# in their order, then the new ones): 0.5 s for 10M rows here against 0.2 s, in bounded memory.
+REWRITE_ROWS = 2_500_000
 
 
 def holdings_path(destination_path: Path, destination_id: str) -> Path:
@@ -116,27 +125,63 @@ class Holdings:
             f"SELECT count(*), coalesce(sum({ident(FP)}), 0), count(*) FILTER (WHERE {ident(FP)} IS NULL) FROM {self.table(spec)}").fetchone()
         return int(n), int(total), int(unknown)
 
+    @contextlib.contextmanager
+    def _following(self, spec: TableSpec) -> Iterator[None]:
+        """A change to the copy after the destination committed.  Should it fail (out of memory, a full disk), the
+        copy keeps the revision it had, which the destination's no longer matches: the next run reads the
+        destination's fingerprints again.  The run itself succeeded, so it goes on, with one warning."""
+        try:
+            yield
+        except duckdb.Error as exc:
+            reraise_interrupt(exc)
+            log.warning("table %r: the local copy of what the destination holds was not updated (%s); the next sync reads "
+                        "the destination's keys and fingerprints again", spec.name, str(exc).splitlines()[0])
+            with contextlib.suppress(duckdb.Error):
+                self.forget(spec)
+
     def upsert(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         """After a commit: the rows of ``rows`` (a relation of key columns + fingerprint) replace theirs."""
+        with self._following(spec):
+            self._upsert(spec, rows, revision, version)
+
+    def _upsert(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         self._require()
         match = " AND ".join(f"h.{ident(k)} = u.{ident(k)}" for k in spec.primary_key)
         cols = ", ".join(ident(c) for c in (*spec.primary_key, FP))
-        self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {rows} u WHERE {match})")
-        self.con.execute(f"INSERT INTO {self.table(spec)} SELECT {cols} FROM {rows}")
+        if self._large(spec):
+            keys = ", ".join(f"h.{ident(k)}" for k in spec.primary_key)
+            self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS SELECT {keys}, coalesce(u.{ident(FP)}, h.{ident(FP)}) AS {ident(FP)} "
+                             f"FROM {self.table(spec)} h LEFT JOIN {rows} u ON {match} "
+                             f"UNION ALL SELECT {cols} FROM {rows} u ANTI JOIN {self.table(spec)} h ON {match}")
+        else:
+            self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {rows} u WHERE {match})")
+            self.con.execute(f"INSERT INTO {self.table(spec)} SELECT {cols} FROM {rows}")
         self.stamp(spec, revision, version)
 
     def replace_with(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         """After a commit that sent every lake row: the copy becomes ``rows`` (a query of key columns + fingerprint)."""
-        self._require()
-        self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS {rows}")
-        self.stamp(spec, revision, version)
+        with self._following(spec):
+            self._require()
+            self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS {rows}")
+            self.stamp(spec, revision, version)
 
     def remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
         """After a commit: the keys of ``keys`` are gone."""
+        with self._following(spec):
+            self._remove(spec, keys, revision, version)
+
+    def _remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
         self._require()
         match = " AND ".join(f"h.{ident(k)} = g.{ident(k)}" for k in spec.primary_key)
-        self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {keys} g WHERE {match})")
+        if self._large(spec):
+            self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS SELECT h.* FROM {self.table(spec)} h ANTI JOIN {keys} g ON {match}")
+        else:
+            self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {keys} g WHERE {match})")
         self.stamp(spec, revision, version)
+
+    def _large(self, spec: TableSpec) -> bool:
+        """Is the copy of ``spec`` one a change is written into by writing it again (REWRITE_ROWS)?"""
+        return self.con.execute(f"SELECT count(*) FROM {self.table(spec)}").fetchone()[0] > REWRITE_ROWS
 
     def stamp(self, spec: TableSpec, revision: str | None, version: str | None) -> None:
         self.con.execute(f"INSERT OR REPLACE INTO {ALIAS}.main.{META} VALUES (?, ?, ?)", [spec.name, revision, version])
