@@ -60,7 +60,7 @@ from . import fingerprint
 from .errors import reraise_interrupt
 from .holdings import Holdings, key_type, sent_keys
 from .lake import memory_limit, row_count, stream_cursor
-from .lake.files import PAIRS_MAX_ROWS
+from .lake.files import DELETES_BYTES_PER_ROW, PAIRS_MAX_ROWS
 from .model import APPEND, MERGE, REPLACE, Column, TableSpec, TableState, Watermark
 from .sql import ident
 from .typemap import send_expr
@@ -196,7 +196,7 @@ class LakeTotals:
             rows = row_count(self._cursor, spec)
             size = per_row * rows
             with self._lock:
-                one_pass = (PASS_BYTES_PER_ROW + INDEX_BYTES_PER_ROW) * rows + PASS_RESERVE
+                one_pass = (PASS_BYTES_PER_ROW + DELETES_BYTES_PER_ROW) * rows + PASS_RESERVE
                 keep = rows <= PAIRS_MAX_ROWS and self._held + size + one_pass <= self._limit and not self._closing
                 if keep:
                     self._held += size
@@ -279,13 +279,14 @@ def temp_name(kind: str, spec: TableSpec) -> str:
 
 
 # Rows per pass of a comparison at most: a table up to this size is compared in one FULL OUTER JOIN (a 2M-row
-# table in 0.27 s here).  A larger one is compared in passes over buckets of fingerprints (a fingerprint is in
-# the same bucket on both sides), each pass as large as DUCKDB_MEMORY_LIMIT leaves room for (pass_rows).
+# table in 0.27 s here).  A larger one is compared in passes, each as large as DUCKDB_MEMORY_LIMIT leaves room for
+# (pass_rows): over ranges of its key when that is one integer, date or timestamp column (see key_ranges), else
+# over buckets of a hash (of the fingerprint: a fingerprint is in the same bucket on both sides).
 COMPARE_BUCKET_ROWS = 2_500_000
-# What a pass needs, measured on 2 and 10M-row tables: about 48 bytes a row, 10 more a row of the table kept
-# free (once for its key index, which DuckDB 1.5.5 does not load to read the lake; a margin now) and a reserve
-# for the rest of the run.
-PASS_BYTES_PER_ROW, INDEX_BYTES_PER_ROW, PASS_RESERVE = 48, 10, 48 << 20
+# What a pass needs, measured on 2 and 10M-row tables: about 48 bytes a row, beside DuckDB's bookkeeping of the lake
+# table's deletes (DELETES_BYTES_PER_ROW a row of the table, when they are spread over it; never evicted) and a
+# reserve for the rest of the run.
+PASS_BYTES_PER_ROW, PASS_RESERVE = 48, 48 << 20
 MIN_PASS_ROWS = 250_000
 # When DuckDB runs out of memory inside a pass anyway (its joins overshoot the limit by an amount the sizing above
 # cannot know: measured 130 MB over at 360 MB on a 10M-row table), the comparison starts again with twice as many
@@ -295,7 +296,7 @@ MAX_PASSES = 64
 
 def pass_rows(memory_limit: int, lake_rows: int) -> int:
     """Rows per comparison pass for a table of ``lake_rows`` rows within ``memory_limit`` bytes."""
-    room = (memory_limit - INDEX_BYTES_PER_ROW * lake_rows - PASS_RESERVE) // PASS_BYTES_PER_ROW
+    room = (memory_limit - DELETES_BYTES_PER_ROW * lake_rows - PASS_RESERVE) // PASS_BYTES_PER_ROW
     return min(COMPARE_BUCKET_ROWS, max(MIN_PASS_ROWS, room))
 
 
@@ -305,12 +306,12 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
 
     Returns the names of two temporary tables of (sent keys, fingerprint): the lake rows to send (None when
     ``full``: every row is sent, straight from the lake), and the keys to delete, each with the fingerprint
-    the destination holds.  One FULL OUTER JOIN on the fingerprint per bucket finds both: lake rows the
+    the destination holds.  One FULL OUTER JOIN on the fingerprint per pass finds both: lake rows the
     destination has no fingerprint for, and destination rows whose fingerprint the lake no longer has (an
     old version, or a deleted key; a row whose fingerprint is unknown is one of them); of those, the keys
     the lake lacks are deleted.  A table of up to ``bucket_rows`` rows (default: :func:`pass_rows` of the
-    session's memory limit) is compared in one pass; a larger one in passes over buckets of fingerprints (and
-    in twice as many, from the start, when DuckDB runs out of memory in one: up to MAX_PASSES).
+    session's memory limit) is compared in one pass; a larger one in passes over ranges of its key or buckets of
+    fingerprints (and in twice as many, from the start, when DuckDB runs out of memory in one: up to MAX_PASSES).
     Either reads the lake's (key as sent, fingerprint) pairs from ``pairs`` when they were kept (see
     :class:`LakeTotals`), else hashes the lake once more; ``reserved``: bytes of the session's memory that kept
     pairs (these and other tables') take, which the passes leave alone."""
@@ -337,13 +338,31 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     match = " AND ".join(f"c.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
     lake_keys = pairs or f"(SELECT {sent_keys(spec)} FROM {spec.source})"
 
-    def bucket(p: int, parts: int, of: str) -> str:     # the same on both sides
-        return f"WHERE hash({of}) % {parts} = {p}" if parts > 1 else ""
+    ranges: dict[int, list[Any] | None] = {}
+
+    def split(parts: int) -> list[Any] | None:      # key_ranges, once per number of passes
+        if parts not in ranges:
+            ranges[parts] = key_ranges(con, spec, parts, spec.source if lake_rows >= held_rows else held)
+        return ranges[parts]
+
+    def part(p: int, parts: int, of: str) -> tuple[str, list[Any]]:
+        """WHERE clause (and its parameters) of pass ``p`` of ``parts``, the same on both sides: a range of the key
+        when it can be split so (both versions of a key are in the same pass), else a bucket of a hash of ``of``."""
+        if parts == 1:
+            return "", []
+        bounds = split(parts)
+        if bounds is None:
+            return f"WHERE hash({of}) % {parts} = {p}", []
+        k = ident(spec.primary_key[0])
+        lo, hi = ([bounds[p - 1]] if p > 0 else []), ([bounds[p]] if p < parts - 1 else [])
+        return f"WHERE {' AND '.join([f'{k} >= ?'] * len(lo) + [f'{k} < ?'] * len(hi))}", lo + hi
+
     if full:
         # Every lake row is sent: delete what the destination holds under keys the lake lacks.
         def deletes(p: int, parts: int) -> None:
-            con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {bucket(p, parts, key_list)}) c "
-                        f"ANTI JOIN (SELECT * FROM {lake_keys} {bucket(p, parts, key_list)}) l ON {match}")
+            where, params = part(p, parts, key_list)
+            con.execute(f"INSERT INTO {gone} SELECT c.* FROM (SELECT * FROM {held} {where}) c "
+                        f"ANTI JOIN (SELECT * FROM {lake_keys} {where}) l ON {match}", params * 2)
 
         _in_passes(con, spec, parts, deletes, (gone,))
         con.execute(f"DROP TABLE {cand}")
@@ -351,17 +370,18 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     lake_fp = pairs or f"(SELECT {sent_keys(spec)}, {fingerprint.of(spec)} AS {fp} FROM {spec.source})"
     own = temp_name("lake", spec)
 
-    if parts > 1 and not pairs:
-        # Passes over the lake's (key, fingerprint) pairs, made once: each pass then reads narrow rows.  (When one
-        # planned pass runs out of memory, the passes started instead hash the lake each: making these pairs
-        # then would take memory too.)
+    if parts > 1 and not pairs and split(parts) is None:
+        # Passes over buckets read all of both sides each: over the lake's (key, fingerprint) pairs, made once, they
+        # read narrow rows.  (Passes over key ranges hash only their range of the lake; when one planned pass runs
+        # out of memory, the passes started instead hash the lake each: making these pairs then would take memory too.)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {own} AS {lake_fp[1:-1]}")
         lake_fp = own
 
     def differences(p: int, parts: int) -> None:
+        where, params = part(p, parts, fp)
         con.execute(f"CREATE OR REPLACE TEMP TABLE nw_diff AS SELECT {lake_cols}, l.{fp} AS lake_fp, {held_cols}, h.{fp} AS held_fp "
-                    f"FROM (SELECT * FROM {lake_fp} {bucket(p, parts, fp)}) l FULL OUTER JOIN (SELECT * FROM {held} {bucket(p, parts, fp)}) h "
-                    f"ON l.{fp} = h.{fp} WHERE l.{fp} IS NULL OR h.{fp} IS NULL")
+                    f"FROM (SELECT * FROM {lake_fp} {where}) l FULL OUTER JOIN (SELECT * FROM {held} {where}) h "
+                    f"ON l.{fp} = h.{fp} WHERE l.{fp} IS NULL OR h.{fp} IS NULL", params * 2)
         con.execute(f"INSERT INTO {up} SELECT {', '.join(f'lk{i}' for i in range(n))}, lake_fp FROM nw_diff WHERE lake_fp IS NOT NULL")
         con.execute(f"INSERT INTO {cand} SELECT {', '.join(f'hk{i}' for i in range(n))}, held_fp FROM nw_diff WHERE lake_fp IS NULL")
 
@@ -374,6 +394,30 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
                 f"SEMI JOIN {cand} c ON {match}) l ON {match}")
     con.execute(f"DROP TABLE {cand}")
     return up, gone
+
+
+# Key types a comparison in passes can split into ranges: DuckDB's zone maps (each row group's least and greatest
+# value) then let a pass read only the row groups that can hold its range, so a table whose rows are roughly in key
+# order (an id given in sequence, a date) is read about once in all however many passes there are, instead of
+# whole in each.  Not for a key sent in another form (a timestamp cut to microseconds): the ranges must agree on
+# both sides.
+_RANGE_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "USMALLINT", "UINTEGER", "UBIGINT", "DATE", "TIMESTAMP")
+
+
+def key_ranges(con: duckdb.DuckDBPyConnection, spec: TableSpec, parts: int, source: str) -> list[Any] | None:
+    """``parts - 1`` ascending bounds that split the key of ``spec`` into ``parts`` ranges of about as many rows of
+    ``source`` each (DuckDB's approximate quantiles), or None when the key is not one column of _RANGE_TYPES."""
+    if len(spec.primary_key) != 1:
+        return None
+    k = spec.primary_key[0]
+    typ = spec.column(k).type.upper()
+    if typ not in _RANGE_TYPES or key_type(spec, k).upper() != typ:
+        return None
+    quantiles = ", ".join(repr(i / parts) for i in range(1, parts))
+    bounds = con.execute(f"SELECT CAST(approx_quantile({ident(k)}, [{quantiles}]) AS {typ}[]) FROM {source}").fetchone()[0]
+    if not bounds or any(b is None for b in bounds):
+        return None     # nothing to split on (an empty side): buckets then
+    return sorted(bounds)
 
 
 def _in_passes(con: duckdb.DuckDBPyConnection, spec: TableSpec, parts: int, one_pass: Callable[[int, int], None],

@@ -465,6 +465,45 @@ def test_a_comparison_in_passes_finds_what_one_pass_finds(tmp_path):
 
 
 
+@pytest.mark.parametrize("key, ranged", [("BIGINT", True), ("DATE", True), ("TIMESTAMP", True), ("VARCHAR", False),
+                                         ("TIMESTAMP_NS", False)])
+def test_a_comparison_in_passes_over_key_ranges_finds_what_one_pass_finds(tmp_path, key, ranged):
+    """A single integer, date or timestamp key is split into ranges (other keys, and one sent in another form,
+    into hash buckets): keys the copy holds below and above every lake key, new keys above them, unknown (NULL)
+    fingerprints, changed, deleted and unchanged rows all come out as one pass finds them."""
+    from nwlib import cdc, fingerprint
+
+    value = {"BIGINT": "i", "DATE": "DATE '2000-01-01' + CAST(i AS INTEGER)", "VARCHAR": "printf('%06d', i)",
+             "TIMESTAMP": "TIMESTAMP '2000-01-01' + INTERVAL (i) SECOND", "TIMESTAMP_NS": "CAST(TIMESTAMP '2000-01-01' + INTERVAL (i) SECOND AS TIMESTAMP_NS)"}[key]
+    con, spec, holdings = _lake_with_copy(tmp_path, f"CREATE TABLE t (k {key} PRIMARY KEY, v DOUBLE)",
+                                          f"INSERT INTO t SELECT {value}, i * 1.5 FROM range(100, 2100) r(i)",
+                                          lambda spec: f"SELECT {cdc.sent_keys(spec)}, {fingerprint.of(spec)} FROM t")
+    held = holdings.table(spec)
+    typ = cdc.key_type(spec, "k")
+    con.execute(f"INSERT INTO {held} SELECT CAST({value} AS {typ}), 7 FROM range(0, 10) r(i)")            # below every lake key
+    con.execute(f"INSERT INTO {held} SELECT CAST({value} AS {typ}), NULL FROM range(5000, 5010) r(i)")    # above, fingerprint unknown
+    con.execute(f"UPDATE {held} SET nw_fingerprint = NULL WHERE nw_fingerprint % 7 = 0")
+    con.execute("UPDATE t SET v = -v WHERE v % 9 = 0")                                                  # changed
+    con.execute("DELETE FROM t WHERE v % 11 = 0")                                                       # deleted
+    con.execute(f"INSERT INTO t SELECT {value}, 0 FROM range(9000, 9050) r(i)")                          # new, above all
+    n = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    assert (cdc.key_ranges(con, spec, 4, spec.source) is not None) == ranged
+
+    def found(full, bucket_rows):
+        up, gone = cdc.compare(con, spec, holdings, full, n, bucket_rows=bucket_rows)
+        return (None if up is None else con.execute(f"SELECT * FROM {up} ORDER BY ALL").fetchall(),
+                con.execute(f"SELECT * FROM {gone} ORDER BY ALL").fetchall())
+
+    for full in (False, True):
+        one_pass = found(full, 10_000)
+        assert found(full, 150) == one_pass           # 14 passes
+        assert found(full, 1_000) == one_pass         # 3
+    sent, deleted = found(False, 10_000)
+    assert len(deleted) == 20 + con.execute("SELECT count(*) FROM range(100, 2100) r(i) WHERE (i * 1.5) % 11 = 0").fetchone()[0]
+    assert len(sent) >= 50 + con.execute("SELECT count(*) FROM t WHERE v % 9 = 0 AND v <> 0").fetchone()[0]
+    con.close()
+
+
 def test_a_comparison_that_runs_out_of_memory_starts_again_in_more_passes(tmp_path, caplog):
     """DuckDB's joins can need more than the passes were sized for.  A real out-of-memory (32 MB, no spilling, a
     1M-row table whose one-pass join needs more) makes the comparison start again in twice as many passes until

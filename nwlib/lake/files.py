@@ -52,21 +52,27 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
         raise LakeError(f"cannot open lake file {path}: {first_line(exc)}", "the file may be truncated or from another DuckDB version; restore it or run `nw bootstrap`") from None
 
 
-# DUCKDB_MEMORY_LIMIT=auto: a working budget, plus 20 bytes a row of the largest lake table — the bookkeeping of
-# a change spread over it in the local copy (about 8) and room for the comparison beside the lake's cached blocks
-# (the 9 bytes once meant for its PRIMARY KEY index: DuckDB 1.5.5 reads the lake without loading it; smaller
-# budgets were measured, see the README's performance section) — so a 10M-row lake gets 360 MB.  A table of up to
-# PAIRS_MAX_ROWS rows also gets room for its (key, fingerprint) pairs, kept from its hashing for its comparison
-# (PAIR_BYTES a row for a BIGINT key, measured 22; see nwlib.cdc.LakeTotals): a 2M-row lake gets 250 MB.
+# DUCKDB_MEMORY_LIMIT=auto, sized to the lake's largest table.  Up to PAIRS_MAX_ROWS rows: a working budget, plus
+# 20 bytes a row for its comparison in one FULL OUTER JOIN beside the lake's cached blocks, plus PAIR_BYTES a row for
+# the (key, fingerprint) pairs kept from its hashing (measured 22 for a BIGINT key; see nwlib.cdc.LakeTotals): a
+# 2M-row lake gets 250 MB.  A larger table is compared in passes over ranges of its key (or buckets), and its local
+# copy is written again rather than deleted from (nwlib.holdings.REWRITE_ROWS), neither of which needs room that
+# grows with it; what does is DuckDB's bookkeeping of the lake table's own deletes when they are spread over it,
+# about 8 bytes a row, loaded by any read and never evicted (81 MB on the bench's 10M-row table).  So it gets
+# AUTO_MEMORY_LARGE_BASE plus that: 144 MB at 10M rows, which keeps a whole `nw sync` of it within 400 MB (the README's
+# performance section has the measurements).
 AUTO_MEMORY_BASE, AUTO_MEMORY_PER_ROW = 160 << 20, 20
 PAIRS_MAX_ROWS, PAIR_BYTES = 2_500_000, 24
+AUTO_MEMORY_LARGE_BASE, DELETES_BYTES_PER_ROW = 64 << 20, 8
 
 
 def auto_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
     """Bytes DUCKDB_MEMORY_LIMIT=auto gives the session of this lake (its tables' estimated sizes)."""
     rows = int(con.execute("SELECT coalesce(max(estimated_size), 0) FROM duckdb_tables() WHERE database_name = current_database() "
                            "AND NOT internal").fetchone()[0])
-    return AUTO_MEMORY_BASE + AUTO_MEMORY_PER_ROW * rows + (PAIR_BYTES * rows if rows <= PAIRS_MAX_ROWS else 0)
+    if rows > PAIRS_MAX_ROWS:
+        return AUTO_MEMORY_LARGE_BASE + DELETES_BYTES_PER_ROW * rows
+    return AUTO_MEMORY_BASE + (AUTO_MEMORY_PER_ROW + PAIR_BYTES) * rows
 
 
 def _set_memory(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
