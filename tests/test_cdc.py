@@ -467,7 +467,7 @@ def test_a_comparison_in_passes_finds_what_one_pass_finds(tmp_path):
 
 @pytest.mark.parametrize("key, ranged", [("BIGINT", True), ("DATE", True), ("TIMESTAMP", True), ("VARCHAR", False),
                                          ("TIMESTAMP_NS", False)])
-def test_a_comparison_in_passes_over_key_ranges_finds_what_one_pass_finds(tmp_path, key, ranged):
+def test_a_comparison_in_passes_over_key_ranges_finds_what_one_pass_finds(tmp_path, monkeypatch, key, ranged):
     """A single integer, date or timestamp key is split into ranges (other keys, and one sent in another form,
     into hash buckets): keys the copy holds below and above every lake key, new keys above them, unknown (NULL)
     fingerprints, changed, deleted and unchanged rows all come out as one pass finds them."""
@@ -498,6 +498,13 @@ def test_a_comparison_in_passes_over_key_ranges_finds_what_one_pass_finds(tmp_pa
         one_pass = found(full, 10_000)
         assert found(full, 150) == one_pass           # 14 passes
         assert found(full, 1_000) == one_pass         # 3
+    # Sized by itself, a table whose key splits is compared in passes of RANGE_PASS_ROWS at most (the memory a
+    # large join frees stays with the process); others in one pass while memory allows.
+    split_into = []
+    monkeypatch.setattr(cdc, "RANGE_PASS_ROWS", 300)
+    monkeypatch.setattr(cdc, "key_ranges", lambda con, spec, parts, source, real=cdc.key_ranges: split_into.append(parts) or real(con, spec, parts, source))
+    assert found(False, None) == found(False, 10_000)
+    assert split_into == ([-(-max(n, holdings.totals(spec)[0]) // 300)] if ranged else [])
     sent, deleted = found(False, 10_000)
     assert len(deleted) == 20 + con.execute("SELECT count(*) FROM range(100, 2100) r(i) WHERE (i * 1.5) % 11 = 0").fetchone()[0]
     assert len(sent) >= 50 + con.execute("SELECT count(*) FROM t WHERE v % 9 = 0 AND v <> 0").fetchone()[0]
