@@ -40,7 +40,7 @@ FP = fingerprint.COLUMN
 # A DELETE keeps, for every 2,048-row vector it touches, a bitmap of the rows it removed: about 8 bytes a row of the
 # table when the change is spread over it (1 % of the rows is), pinned in DuckDB's memory until the checkpoint and
 # loaded back by every later read.  A copy of more rows than this is written again instead (the rows that stay,
-# in their order, then the new ones): 0.5 s for 10M rows here against 0.2 s, in bounded memory.
+# mostly in their order, then the new ones): 0.5 s for 10M rows here against 0.2 s, in bounded memory.
 REWRITE_ROWS = 2_500_000
 
 
@@ -74,6 +74,7 @@ class Holdings:
         self.con = con
         self.path = path
         self.attached = False
+        self._forgotten: set[str] = set()       # tables whose copy missed a change this run: they take no more
         path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(2):
             try:
@@ -110,14 +111,16 @@ class Holdings:
                              "FROM nw_read_back")
         finally:
             self.con.unregister("nw_read_back")
-        self.stamp(spec, state.revision, state.fingerprint_version)
+        self._forgotten.discard(spec.name)
+        self._stamp(spec, state.revision, state.fingerprint_version)
 
     def empty(self, spec: TableSpec, state: TableState) -> None:
         """The destination holds nothing of this table."""
         self._require()
         cols = ", ".join(f"{ident(k)} {key_type(spec, k)}" for k in spec.primary_key)
         self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} ({cols}, {ident(FP)} BIGINT)")
-        self.stamp(spec, state.revision, state.fingerprint_version)
+        self._forgotten.discard(spec.name)
+        self._stamp(spec, state.revision, state.fingerprint_version)
 
     def totals(self, spec: TableSpec) -> tuple[int, int, int]:
         """(rows, sum of fingerprints, rows whose fingerprint is unknown) of the copy."""
@@ -128,8 +131,9 @@ class Holdings:
     @contextlib.contextmanager
     def _following(self, spec: TableSpec) -> Iterator[None]:
         """A change to the copy after the destination committed.  Should it fail (out of memory, a full disk), the
-        copy keeps the revision it had, which the destination's no longer matches: the next run reads the
-        destination's fingerprints again.  The run itself succeeded, so it goes on, with one warning."""
+        copy is forgotten: it takes no later change of this run (it would be stamped current while missing this
+        one) and the next run reads the destination's fingerprints again.  The run itself succeeded, so it goes
+        on, with one warning."""
         try:
             yield
         except duckdb.Error as exc:
@@ -141,8 +145,9 @@ class Holdings:
 
     def upsert(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         """After a commit: the rows of ``rows`` (a relation of key columns + fingerprint) replace theirs."""
-        with self._following(spec):
-            self._upsert(spec, rows, revision, version)
+        if spec.name not in self._forgotten:
+            with self._following(spec):
+                self._upsert(spec, rows, revision, version)
 
     def _upsert(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         self._require()
@@ -156,19 +161,22 @@ class Holdings:
         else:
             self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {rows} u WHERE {match})")
             self.con.execute(f"INSERT INTO {self.table(spec)} SELECT {cols} FROM {rows}")
-        self.stamp(spec, revision, version)
+        self._stamp(spec, revision, version)
 
     def replace_with(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
-        """After a commit that sent every lake row: the copy becomes ``rows`` (a query of key columns + fingerprint)."""
+        """After a commit that sent every lake row: the copy becomes ``rows`` (a query of key columns + fingerprint),
+        whatever it held before."""
+        self._forgotten.discard(spec.name)
         with self._following(spec):
             self._require()
             self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS {rows}")
-            self.stamp(spec, revision, version)
+            self._stamp(spec, revision, version)
 
     def remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
         """After a commit: the keys of ``keys`` are gone."""
-        with self._following(spec):
-            self._remove(spec, keys, revision, version)
+        if spec.name not in self._forgotten:
+            with self._following(spec):
+                self._remove(spec, keys, revision, version)
 
     def _remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
         self._require()
@@ -177,18 +185,26 @@ class Holdings:
             self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS SELECT h.* FROM {self.table(spec)} h ANTI JOIN {keys} g ON {match}")
         else:
             self.con.execute(f"DELETE FROM {self.table(spec)} h WHERE EXISTS (SELECT 1 FROM {keys} g WHERE {match})")
-        self.stamp(spec, revision, version)
+        self._stamp(spec, revision, version)
 
     def _large(self, spec: TableSpec) -> bool:
         """Is the copy of ``spec`` one a change is written into by writing it again (REWRITE_ROWS)?"""
         return self.con.execute(f"SELECT count(*) FROM {self.table(spec)}").fetchone()[0] > REWRITE_ROWS
 
     def stamp(self, spec: TableSpec, revision: str | None, version: str | None) -> None:
+        """After a commit that changed nothing the copy holds: it is current at the destination's new revision."""
+        if spec.name not in self._forgotten:
+            with self._following(spec):
+                self._stamp(spec, revision, version)
+
+    def _stamp(self, spec: TableSpec, revision: str | None, version: str | None) -> None:
         self.con.execute(f"INSERT OR REPLACE INTO {ALIAS}.main.{META} VALUES (?, ?, ?)", [spec.name, revision, version])
         self.con.execute(f"CHECKPOINT {ALIAS}")   # written blocks stay pinned in memory until a checkpoint
 
     def forget(self, spec: TableSpec) -> None:
-        """Distrust the copy: the next use reads the destination again."""
+        """Distrust the copy: the next use reads the destination again, and until then (this run) it takes no change
+        but a whole new copy (:meth:`load`, :meth:`empty`, :meth:`replace_with`)."""
+        self._forgotten.add(spec.name)
         if self.attached:
             self.con.execute(f"DELETE FROM {ALIAS}.main.{META} WHERE tabela = ?", [spec.name])
 
