@@ -344,11 +344,11 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     match = " AND ".join(f"c.{ident(k)} = l.{ident(k)}" for k in spec.primary_key)
     lake_keys = pairs or f"(SELECT {sent_keys(spec)} FROM {spec.source})"
 
-    ranges: dict[int, list[Any] | None] = {}
+    ranges: dict[int, list[str] | None] = {}
 
-    def split(parts: int) -> list[Any] | None:      # key_ranges, once per number of passes
+    def split(parts: int) -> list[str] | None:      # key_ranges, once per number of passes
         if parts not in ranges:
-            ranges[parts] = key_ranges(con, spec, parts, spec.source if lake_rows >= held_rows else held)
+            ranges[parts] = key_ranges(con, spec, parts, (spec.source, held))
         return ranges[parts]
 
     def part(p: int, parts: int, of: str) -> tuple[str, list[Any]]:
@@ -359,9 +359,10 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
         bounds = split(parts)
         if bounds is None:
             return f"WHERE hash({of}) % {parts} = {p}", []
-        k = ident(spec.primary_key[0])
+        k, typ = ident(spec.primary_key[0]), spec.column(spec.primary_key[0]).type
         lo, hi = ([bounds[p - 1]] if p > 0 else []), ([bounds[p]] if p < parts - 1 else [])
-        return f"WHERE {' AND '.join([f'{k} >= ?'] * len(lo) + [f'{k} < ?'] * len(hi))}", lo + hi
+        where = [f"{k} >= CAST(? AS {typ})"] * len(lo) + [f"{k} < CAST(? AS {typ})"] * len(hi)
+        return f"WHERE {' AND '.join(where)}", lo + hi
 
     if full:
         # Every lake row is sent: delete what the destination holds under keys the lake lacks.
@@ -407,7 +408,7 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
 # order (an id given in sequence, a date) is read about once in all however many passes there are, instead of
 # whole in each.  Not for a key sent in another form (a timestamp cut to microseconds): the ranges must agree on
 # both sides.
-_RANGE_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "USMALLINT", "UINTEGER", "UBIGINT", "DATE", "TIMESTAMP")
+_RANGE_TYPES = ("SMALLINT", "INTEGER", "BIGINT", "DATE", "TIMESTAMP")
 
 
 def rangeable(spec: TableSpec) -> bool:
@@ -418,18 +419,21 @@ def rangeable(spec: TableSpec) -> bool:
     return typ in _RANGE_TYPES and key_type(spec, spec.primary_key[0]).upper() == typ
 
 
-def key_ranges(con: duckdb.DuckDBPyConnection, spec: TableSpec, parts: int, source: str) -> list[Any] | None:
+def key_ranges(con: duckdb.DuckDBPyConnection, spec: TableSpec, parts: int, sides: tuple[str, ...]) -> list[str] | None:
     """``parts - 1`` ascending bounds that split the key of ``spec`` into ``parts`` ranges of about as many rows of
-    ``source`` each (DuckDB's approximate quantiles), or None when the key is not one column of _RANGE_TYPES."""
+    ``sides`` (the lake and the copy: a lake rebuilt with new keys must not land in one pass) each, by DuckDB's
+    approximate quantiles; as text, sorted by DuckDB, to be cast back to the key's type (a year past 9999 does not
+    come back to Python as a date).  None when the key is not one column of _RANGE_TYPES, or nothing is there."""
     if not rangeable(spec):
         return None
-    k = spec.primary_key[0]
-    typ = spec.column(k).type.upper()
+    k = ident(spec.primary_key[0])
+    typ = spec.column(spec.primary_key[0]).type.upper()
     quantiles = ", ".join(repr(i / parts) for i in range(1, parts))
-    bounds = con.execute(f"SELECT CAST(approx_quantile({ident(k)}, [{quantiles}]) AS {typ}[]) FROM {source}").fetchone()[0]
+    keys = " UNION ALL ".join(f"SELECT {k} FROM {side}" for side in sides)
+    bounds = con.execute(f"SELECT CAST(list_sort(CAST(approx_quantile({k}, [{quantiles}]) AS {typ}[])) AS VARCHAR[]) FROM ({keys})").fetchone()[0]
     if not bounds or any(b is None for b in bounds):
-        return None     # nothing to split on (an empty side): buckets then
-    return sorted(bounds)
+        return None     # nothing to split on (both sides empty): buckets then
+    return bounds
 
 
 def _in_passes(con: duckdb.DuckDBPyConnection, spec: TableSpec, parts: int, one_pass: Callable[[int, int], None],
