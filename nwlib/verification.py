@@ -71,7 +71,7 @@ def check_table(con: duckdb.DuckDBPyConnection, dest: Destination, spec: TableSp
 
 def verify(settings: Settings, tables: Iterable[str] | None = None, destination: Destination | None = None) -> list[TableCheck]:
     """Compare every (or each named) table, lake against destination; one :class:`TableCheck` per table."""
-    with open_lake(settings) as con:
+    with open_lake(settings, whole_tables=True) as con:
         plan = read_plan(settings, con, tables)
         dest = destination or destinations.create(settings)
         try:

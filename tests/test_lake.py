@@ -188,7 +188,7 @@ def test_auto_memory_limit_grows_with_the_largest_table(tmp_path):
     """DUCKDB_MEMORY_LIMIT=auto (the default): up to 2.5M rows in the lake's largest table, 160 MB plus 20 bytes
     a row for its comparison in one join and 24 more for the (key, fingerprint) pairs kept for it; a larger table
     (compared in passes, its local copy written again) gets 64 MB plus the 8 bytes a row DuckDB keeps for the
-    lake table's deletes; a size sets it outright."""
+    lake table's deletes, unless the session compares whole tables at once (nw verify); a size sets it outright."""
     from nwlib.lake import memory_limit, open_lake
     from nwlib.settings import load_settings
 
@@ -201,6 +201,8 @@ def test_auto_memory_limit_grows_with_the_largest_table(tmp_path):
     base = {"DUCKDB_PATH": str(path), "DESTINATION_PATH": str(tmp_path)}
     with open_lake(load_settings(env=base, dotenv=None)) as lake:
         assert abs(memory_limit(lake) - ((64 << 20) + 8 * 3_000_000)) < 4 << 20
+    with open_lake(load_settings(env=base, dotenv=None), whole_tables=True) as lake:     # nw verify: whole tables at once
+        assert abs(memory_limit(lake) - ((160 << 20) + (20 + 24) * 3_000_000)) < 4 << 20
     with open_lake(load_settings(env={**base, "DUCKDB_MEMORY_LIMIT": "96MB"}, dotenv=None)) as lake:
         assert memory_limit(lake) <= 96 << 20
     con = duckdb.connect(str(path))

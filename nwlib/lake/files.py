@@ -66,17 +66,19 @@ PAIRS_MAX_ROWS, PAIR_BYTES = 2_500_000, 24
 AUTO_MEMORY_LARGE_BASE, DELETES_BYTES_PER_ROW = 64 << 20, 8
 
 
-def auto_memory_limit(con: duckdb.DuckDBPyConnection) -> int:
-    """Bytes DUCKDB_MEMORY_LIMIT=auto gives the session of this lake (its tables' estimated sizes)."""
+def auto_memory_limit(con: duckdb.DuckDBPyConnection, whole_tables: bool = False) -> int:
+    """Bytes DUCKDB_MEMORY_LIMIT=auto gives the session of this lake (its tables' estimated sizes).  ``whole_tables``:
+    the session compares whole tables at once (`nw verify`'s EXCEPT ALL of every column), so a large table gets
+    the budget of a comparison in one pass too (at 144 MB a mutated 11.7M-row table ran it out of memory)."""
     rows = int(con.execute("SELECT coalesce(max(estimated_size), 0) FROM duckdb_tables() WHERE database_name = current_database() "
                            "AND NOT internal").fetchone()[0])
-    if rows > PAIRS_MAX_ROWS:
+    if rows > PAIRS_MAX_ROWS and not whole_tables:
         return AUTO_MEMORY_LARGE_BASE + DELETES_BYTES_PER_ROW * rows
     return AUTO_MEMORY_BASE + (AUTO_MEMORY_PER_ROW + PAIR_BYTES) * rows
 
 
-def _set_memory(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    limit = f"{auto_memory_limit(con) >> 20}MiB" if settings.duckdb_memory_auto else settings.duckdb_memory_limit
+def _set_memory(con: duckdb.DuckDBPyConnection, settings: Settings, whole_tables: bool) -> None:
+    limit = f"{auto_memory_limit(con, whole_tables) >> 20}MiB" if settings.duckdb_memory_auto else settings.duckdb_memory_limit
     con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
     # DuckDB's allocator keeps freed memory for reuse up to a threshold (128 MB by default) before returning
     # it: that would sit on top of the limit.  Return it after each task instead.
@@ -88,17 +90,18 @@ def _spill_to(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def open_lake(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_lake(settings: Settings, whole_tables: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """The lake, read-only, in one DuckDB instance whose memory is DUCKDB_MEMORY_LIMIT, all of it.
 
     Everything a run does in DuckDB shares that one budget — the lake blocks it caches, the lake tables' key
     indexes, the comparisons' hash tables (in passes sized to the budget), rows streaming out
     (:func:`stream_cursor`) — and spills to ``DESTINATION_PATH/.nw/tmp`` beyond it.  ``auto`` sizes the
-    budget to the lake's largest table (:func:`auto_memory_limit`).
+    budget to the lake's largest table (:func:`auto_memory_limit`; ``whole_tables`` for a session that compares
+    whole tables at once, as `nw verify` does).
     """
     con = connect(settings.duckdb_path, read_only=True)
     try:
-        _set_memory(con, settings)  # a malformed value fails here, before any work
+        _set_memory(con, settings, whole_tables)  # a malformed value fails here, before any work
         _spill_to(con, settings)
     except duckdb.Error as exc:
         con.close()
