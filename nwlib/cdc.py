@@ -279,7 +279,7 @@ def temp_name(kind: str, spec: TableSpec) -> str:
 
 
 # Rows per pass of a comparison at most: a table up to this size is compared in one FULL OUTER JOIN (a 2M-row
-# table in 0.27 s here).  A larger one is compared in passes, each as large as DUCKDB_MEMORY_LIMIT leaves room for
+# table in 0.27 s here), unless its key splits into ranges (then passes of RANGE_PASS_ROWS).  A larger one is compared in passes, each as large as DUCKDB_MEMORY_LIMIT leaves room for
 # (pass_rows): over ranges of its key when that is one integer, date or timestamp column (see key_ranges), else
 # over buckets of a hash (of the fingerprint: a fingerprint is in the same bucket on both sides).
 COMPARE_BUCKET_ROWS = 2_500_000
@@ -314,7 +314,7 @@ def compare(con: duckdb.DuckDBPyConnection, spec: TableSpec, holdings: Holdings,
     destination has no fingerprint for, and destination rows whose fingerprint the lake no longer has (an
     old version, or a deleted key; a row whose fingerprint is unknown is one of them); of those, the keys
     the lake lacks are deleted.  A table of up to ``bucket_rows`` rows (default: :func:`pass_rows` of the
-    session's memory limit) is compared in one pass; a larger one in passes over ranges of its key or buckets of
+    session's memory limit, and RANGE_PASS_ROWS when its key splits into ranges) is compared in one pass; a larger one in passes over ranges of its key or buckets of
     fingerprints (and in twice as many, from the start, when DuckDB runs out of memory in one: up to MAX_PASSES).
     Either reads the lake's (key as sent, fingerprint) pairs from ``pairs`` when they were kept (see
     :class:`LakeTotals`), else hashes the lake once more; ``reserved``: bytes of the session's memory that kept

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ import duckdb
 
 from . import fingerprint
 from .errors import reraise_interrupt
-from .lake.files import newest_write
+from .lake.files import PAIRS_MAX_ROWS, newest_write
 from .model import TableSpec, TableState
 from .readback import dest_expr
 from .sql import ident
@@ -40,8 +40,9 @@ FP = fingerprint.COLUMN
 # A DELETE keeps, for every 2,048-row vector it touches, a bitmap of the rows it removed: about 8 bytes a row of the
 # table when the change is spread over it (1 % of the rows is), pinned in DuckDB's memory until the checkpoint and
 # loaded back by every later read.  A copy of more rows than this is written again instead (the rows that stay,
-# mostly in their order, then the new ones): 0.5 s for 10M rows here against 0.2 s, in bounded memory.
-REWRITE_ROWS = 2_500_000
+# mostly in their order, then the new ones): 0.5 s for 10M rows here against 0.2 s, in bounded memory.  The same
+# threshold as DUCKDB_MEMORY_LIMIT=auto's, which leaves a larger table no room for a DELETE's bookkeeping.
+REWRITE_ROWS = PAIRS_MAX_ROWS
 
 
 def holdings_path(destination_path: Path, destination_id: str) -> Path:
@@ -128,14 +129,15 @@ class Holdings:
             f"SELECT count(*), coalesce(sum({ident(FP)}), 0), count(*) FILTER (WHERE {ident(FP)} IS NULL) FROM {self.table(spec)}").fetchone()
         return int(n), int(total), int(unknown)
 
-    @contextlib.contextmanager
-    def _following(self, spec: TableSpec) -> Iterator[None]:
-        """A change to the copy after the destination committed.  Should it fail (out of memory, a full disk), the
-        copy is forgotten: it takes no later change of this run (it would be stamped current while missing this
-        one) and the next run reads the destination's fingerprints again.  The run itself succeeded, so it goes
-        on, with one warning."""
+    def _follow(self, spec: TableSpec, change: Callable[[], None]) -> None:
+        """``change`` to the copy after the destination committed, unless the copy is forgotten (it missed a change
+        of this run: it would be stamped current without it).  Should the change fail (out of memory, a full
+        disk), the copy is forgotten and the next run reads the destination's fingerprints again.  The run itself
+        succeeded, so it goes on, with one warning."""
+        if spec.name in self._forgotten:
+            return
         try:
-            yield
+            change()
         except duckdb.Error as exc:
             reraise_interrupt(exc)
             log.warning("table %r: the local copy of what the destination holds was not updated (%s); the next sync reads "
@@ -145,9 +147,7 @@ class Holdings:
 
     def upsert(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         """After a commit: the rows of ``rows`` (a relation of key columns + fingerprint) replace theirs."""
-        if spec.name not in self._forgotten:
-            with self._following(spec):
-                self._upsert(spec, rows, revision, version)
+        self._follow(spec, lambda: self._upsert(spec, rows, revision, version))
 
     def _upsert(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         self._require()
@@ -166,17 +166,17 @@ class Holdings:
     def replace_with(self, spec: TableSpec, rows: str, revision: str | None, version: str) -> None:
         """After a commit that sent every lake row: the copy becomes ``rows`` (a query of key columns + fingerprint),
         whatever it held before."""
-        self._forgotten.discard(spec.name)
-        with self._following(spec):
+        def replace() -> None:
             self._require()
             self.con.execute(f"CREATE OR REPLACE TABLE {self.table(spec)} AS {rows}")
             self._stamp(spec, revision, version)
 
+        self._forgotten.discard(spec.name)
+        self._follow(spec, replace)
+
     def remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
         """After a commit: the keys of ``keys`` are gone."""
-        if spec.name not in self._forgotten:
-            with self._following(spec):
-                self._remove(spec, keys, revision, version)
+        self._follow(spec, lambda: self._remove(spec, keys, revision, version))
 
     def _remove(self, spec: TableSpec, keys: str, revision: str | None, version: str) -> None:
         self._require()
@@ -193,9 +193,7 @@ class Holdings:
 
     def stamp(self, spec: TableSpec, revision: str | None, version: str | None) -> None:
         """After a commit that changed nothing the copy holds: it is current at the destination's new revision."""
-        if spec.name not in self._forgotten:
-            with self._following(spec):
-                self._stamp(spec, revision, version)
+        self._follow(spec, lambda: self._stamp(spec, revision, version))
 
     def _stamp(self, spec: TableSpec, revision: str | None, version: str | None) -> None:
         self.con.execute(f"INSERT OR REPLACE INTO {ALIAS}.main.{META} VALUES (?, ?, ?)", [spec.name, revision, version])

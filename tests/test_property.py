@@ -153,20 +153,24 @@ def test_postgres_equals_the_lake_whatever_the_timestamps(pg_url, steps):
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.mark.parametrize("split", ["key ranges", "hash buckets"])
 @hsettings(PROPERTY, max_examples=15)
 @given(steps=st.lists(ops, min_size=3, max_size=20))
-def test_postgres_equals_the_lake_when_every_table_is_compared_as_a_large_one(pg_url, steps):
-    """The same, with the comparison a table larger than one pass gets (passes over buckets of fingerprints)
-    used for every table."""
-    from nwlib import cdc
+def test_postgres_equals_the_lake_when_every_table_is_compared_as_a_large_one(pg_url, split, steps):
+    """The same, with what a large table gets used for every table: the comparison in passes (over ranges of its
+    integer key, or over buckets of fingerprints as a key of another type would be) and the local copy written
+    again after each change."""
+    from nwlib import cdc, holdings
 
     schema = f"p_{uuid.uuid4().hex[:10]}"
-    large = cdc.COMPARE_BUCKET_ROWS
-    cdc.COMPARE_BUCKET_ROWS = 2
+    saved = cdc.COMPARE_BUCKET_ROWS, cdc.rangeable, holdings.REWRITE_ROWS
+    cdc.COMPARE_BUCKET_ROWS, holdings.REWRITE_ROWS = 2, 0
+    if split == "hash buckets":
+        cdc.rangeable = lambda spec: False
     try:
         run_sequence({"DATABASE_URL": pg_url, "DB_SCHEMA": schema}, steps)
     finally:
-        cdc.COMPARE_BUCKET_ROWS = large
+        cdc.COMPARE_BUCKET_ROWS, cdc.rangeable, holdings.REWRITE_ROWS = saved
         with psycopg.connect(pg_url, autocommit=True) as c:
             c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
