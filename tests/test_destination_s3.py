@@ -130,12 +130,16 @@ def test_s3_reads_without_httpfs_and_full_replace(s3_env):
 def test_s3_lock_is_exclusive_and_released(s3_env):
     settings = load_settings(env=s3_env, dotenv=None)
     a, b = create(settings), create(settings)
-    with a.lock():
-        with pytest.raises(SyncInProgress, match="another sync holds the lock"):
-            with b.lock():
-                pass
-    with b.lock():
-        pass
+    try:
+        with a.lock():
+            with pytest.raises(SyncInProgress, match="another sync holds the lock"):
+                with b.lock():
+                    pass
+        with b.lock():
+            pass
+    finally:
+        a.close()
+        b.close()
 
 
 @pytest.mark.slow

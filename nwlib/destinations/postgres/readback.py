@@ -41,26 +41,28 @@ class Reader:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        with self.session.errors("read back"):
-            tmp = tempfile.NamedTemporaryFile(prefix="nw_copy_", suffix=".csv", delete=False)
-            conn = self.session.conn
-            with tmp, conn.transaction(), conn.cursor() as cur:
-                local_settings(conn)
-                with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
-                    for chunk in copy:
-                        tmp.write(chunk)
+        tmp = tempfile.NamedTemporaryFile(prefix="nw_copy_", suffix=".csv", delete=False)
         path = Path(tmp.name)
-        with path.open("rb") as f:
-            header = f.readline().decode().rstrip("\r\n")
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=8 << 20),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in next(csv.reader([header]))},
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False),  # only an unquoted empty field is NULL ("NA", "NaN", "null" are values)
-        )
-        path.unlink()  # the open reader keeps the data readable on POSIX
-        return reader
+        try:
+            with self.session.errors("read back"):
+                conn = self.session.conn
+                with tmp, conn.transaction(), conn.cursor() as cur:
+                    local_settings(conn)
+                    with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV, HEADER)") as copy:
+                        for chunk in copy:
+                            tmp.write(chunk)
+            with path.open("rb") as f:
+                header = f.readline().decode().rstrip("\r\n")
+            return pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=8 << 20),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in next(csv.reader([header]))},
+                    null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False),  # only an unquoted empty field is NULL ("NA", "NaN", "null" are values)
+            )
+        finally:
+            tmp.close()
+            path.unlink(missing_ok=True)  # read or not, no file stays behind (an open reader keeps its data readable on POSIX)
 
     def fingerprints(self, spec: TableSpec, present: dict[str, str] | None) -> pa.RecordBatchReader:
         """Keys (canonical text) and fingerprints of every row; ``present``: the table's columns (None: no table)."""
