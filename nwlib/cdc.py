@@ -484,6 +484,14 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, spec: TableSpec, limit: int =
                        f"ORDER BY ALL LIMIT {int(limit)}").fetchall()
 
 
+def null_key_columns(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> list[tuple[str, int]]:
+    """(key column, rows) for each key column that is NULL in some lake row: possible where the lake does not
+    enforce the key (declared in table_metadata only).  Such a row can be neither matched nor sent."""
+    counts = ", ".join(f"count(*) FILTER (WHERE {ident(k)} IS NULL)" for k in spec.primary_key)
+    found = con.execute(f"SELECT {counts} FROM {spec.source}").fetchone()
+    return [(k, int(n)) for k, n in zip(spec.primary_key, found) if n]
+
+
 def lossy_key(spec: TableSpec) -> bool:
     from .typemap import pg_type
 

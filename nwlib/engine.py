@@ -326,6 +326,12 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
     new_version = state.loaded and state.fingerprint_version not in (None, version)
     if new_version:
         notes.append(f"fingerprint function changed ({state.fingerprint_version} → {version}): compared every row once")
+    if not spec.primary_key_enforced:
+        nulls = cdc.null_key_columns(con, spec)
+        if nulls:
+            shown = ", ".join(f"{k} ({n:,} row{'s' if n > 1 else ''})" for k, n in nulls)
+            raise SchemaChangeError(f"table {spec.name!r} has NULL in its primary key in the lake: {shown}",
+                                    "give those rows a key in the lake (or leave them out with a view) and rerun")
     if cdc.lossy_key(spec) or not spec.primary_key_enforced:
         dups = cdc.duplicate_keys(con, spec)
         if dups:

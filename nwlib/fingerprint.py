@@ -5,7 +5,9 @@ form they are sent (:func:`nwlib.typemap.send_expr`: a TIMESTAMP_NS as the
 microseconds PostgreSQL keeps, a MAP with its keys sorted, …), so a change the
 destination cannot hold is not a change, and every change it can hold is.
 It includes the key, so two rows never swap fingerprints, and the column names
-(:func:`shape`), so a renamed column re-sends every row.  It is stored as a
+and types (:func:`shape`), so a renamed column re-sends every row, and so does a
+retyped one: DuckDB hashes 150 as an INTEGER and 1.50 as a DECIMAL(10,2) alike,
+and a column changed from cents to units would otherwise look unchanged.  It is stored as a
 signed BIGINT (``hash - 2^63``) in the column :data:`COLUMN` of every
 destination table, beside the row it describes.
 
@@ -28,7 +30,7 @@ from .typemap import send_expr
 
 COLUMN = "nw_fingerprint"
 RESERVED = (COLUMN,)
-_FORMAT = "nw1"          # bump when nwlib changes what goes into a fingerprint
+_FORMAT = "nw2"          # bump when nwlib changes what goes into a fingerprint
 _PROBE = ("1::BIGINT", "'nw ação'::VARCHAR", "1.25::DOUBLE", "12.34::DECIMAL(18,2)", "DATE '2024-02-29'",
           "TIMESTAMP '2024-01-01 01:02:03.456789'", "true", "NULL::INTEGER", "[1, 2, NULL]", "{'a': 'b', 'n': 1}",
           "'\\x00\\xff'::BLOB", "INTERVAL '1 month 2 days 3 seconds'", "'0f8fad5b-d9cb-469f-a165-70867728950e'::UUID",
@@ -43,9 +45,9 @@ def hash_sql(columns: Sequence[Column], alias: str = "") -> str:
 
 
 def shape(columns: Sequence[Column]) -> str:
-    """What a row's fingerprint hashes besides its values: nwlib's format and the column names, in order
-    (a renamed or reordered column changes every row; a new format too).  Hex only: safe in SQL text."""
-    names = "\x00".join(c.name for c in columns)
+    """What a row's fingerprint hashes besides its values: nwlib's format and the column names and types, in
+    order (a renamed, retyped or reordered column changes every row; a new format too).  Hex only: safe in SQL text."""
+    names = "\x00".join(f"{c.name}\x01{c.type.upper()}" for c in columns)
     return hashlib.sha256(f"{_FORMAT}\x00{names}".encode()).hexdigest()[:16]
 
 

@@ -78,6 +78,20 @@ def test_a_a_lake_in_the_original_metadata_format_syncs_with_its_keys(settings, 
     assert equal(settings)
 
 
+def test_a_a_null_in_a_key_declared_only_in_metadata_is_refused_naming_the_column(settings, pg):
+    original_lake(settings)
+    run(settings)
+    lake(settings, f"INSERT INTO clientes VALUES (NULL, 'sem id', {T0})", "UPDATE pedidos SET valor_total = 1 WHERE id_pedido = 3")
+    for full_refresh in (False, True):
+        r = run(settings, ok=False, full_refresh=full_refresh)
+        assert r["clientes"].status == FAILED, r["clientes"]          # it was dropped silently: ok, nothing sent, verify different
+        assert "NULL in its primary key" in r["clientes"].error and "id_cliente (1 row)" in r["clientes"].error
+    assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".clientes').fetchone() == (10,)   # what was loaded is kept
+    lake(settings, "DELETE FROM clientes WHERE id_cliente IS NULL")
+    run(settings)
+    assert equal(settings)
+
+
 def test_5_bootstrap_writes_the_original_form(settings):
     bootstrap(settings.duckdb_path, scale=0.01)
     con = duckdb.connect(str(settings.duckdb_path), read_only=True)
@@ -188,6 +202,20 @@ def test_g_a_dropped_and_a_renamed_column_keep_scheduled_runs_going(settings, pg
     assert kept[0] == (1, 1, "c1", "c1") and kept[-1] == (9, None, None, "c9")   # old values kept, new rows leave them empty
     assert equal(settings)
     assert counts(run(settings)["t"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("before, values, after", [
+    ("INTEGER", "(1, 150), (2, 1999)", "CAST(preco / 100 AS DECIMAL(10,2))"),        # cents become units: 150 and 1.50 hash alike
+    ("DECIMAL(10,2)", "(1, 1.50), (2, 19.99)", "CAST(preco / 100 AS DECIMAL(12,4))"),  # a percent becomes a fraction: 1.50 and 0.0150 too
+])
+def test_g_a_retyped_column_whose_values_hash_alike_is_sent_again(settings, pg, before, values, after):
+    lake(settings, f"CREATE TABLE precos (id INTEGER PRIMARY KEY, preco {before})", f"INSERT INTO precos VALUES {values}")
+    run(settings)
+    lake(settings, f"CREATE TABLE p2 AS SELECT id, {after} AS preco FROM precos", "DROP TABLE precos",
+         "ALTER TABLE p2 RENAME TO precos", "ALTER TABLE precos ADD PRIMARY KEY (id)")
+    assert counts(run(settings)["precos"]) == (0, 2, 0)
+    assert equal(settings)
+    assert counts(run(settings)["precos"]) == (0, 0, 0)
 
 
 def test_7_freeze_stops_only_that_table_and_discard_ignores_new_columns(make_settings, pg):
