@@ -328,6 +328,16 @@ def test_10_tables_of_other_lake_schemas_are_synced_under_schema__table(make_set
     assert set(only_main) == {"t"}
 
 
+def test_10_two_lake_tables_published_under_one_name_stop_that_name_only(settings, pg):
+    lake(settings, "CREATE SCHEMA s", "CREATE TABLE s.t (id INTEGER PRIMARY KEY, v VARCHAR)", "INSERT INTO s.t VALUES (1, 's.t')",
+         "CREATE TABLE s__t (id INTEGER PRIMARY KEY, v VARCHAR)", "INSERT INTO s__t VALUES (1, 'main.s__t'), (2, 'main.s__t')",
+         "CREATE TABLE u (id INTEGER PRIMARY KEY)", "INSERT INTO u VALUES (1)")
+    r = run(settings, ok=False)
+    assert r["u"].status == OK
+    assert r["s__t"].status == FAILED and "main.s__t and s.t are both published as 's__t'" in r["s__t"].error   # one was dropped silently
+    assert pg.execute("SELECT to_regclass(%s)", [f'"{settings.db_schema}".s__t']).fetchone() == (None,)
+
+
 # --- item 2: recoverable from the destination; the fingerprint function recorded ----------------------------
 
 @pytest.mark.routes("pooler", "pg15")

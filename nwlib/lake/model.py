@@ -21,7 +21,7 @@ import duckdb
 from ..errors import LakeError, SourceModelError, first_line
 from ..model import APPEND, MERGE, MODES, REPLACE, TableSpec
 from ..typemap import UnsupportedType, pg_type
-from .catalog import all_columns, declared_keys, lake_tables
+from .catalog import LakeTable, all_columns, declared_keys, lake_tables
 from .metadata import TableMetadata, read_metadata
 
 # The original loader's names first, then nw's additions; the first present is the incremental column.
@@ -51,7 +51,16 @@ def read_specs(
 def _read_specs(con, incremental_columns: Mapping[str, str], append_only: frozenset[str], full_replace: frozenset[str],
                 schemas: frozenset[str] | None) -> dict[str, TableSpec]:
     tables = [t for t in lake_tables(con) if schemas is None or t.schema in schemas]
-    known = {t.name: t for t in tables}
+    known: dict[str, LakeTable] = {}
+    clashes: dict[str, str] = {}        # published name → the problem: two lake tables would be published under it
+    for t in tables:
+        if t.name in known:
+            first = known[t.name]
+            clashes[t.name] = (f"lake tables {first.schema}.{first.table} and {t.schema}.{t.table} are both published as {t.name!r}, "
+                               f"so neither is synced — rename one of them (or leave schema {t.schema} out with LAKE_SCHEMAS)")
+        else:
+            known[t.name] = t
+    tables = list(known.values())
     for name in list(incremental_columns) + sorted(append_only | full_replace):
         if name not in known:
             raise SourceModelError(f"settings name table {name!r}, which is not in the lake",
@@ -89,7 +98,7 @@ def _read_specs(con, incremental_columns: Mapping[str, str], append_only: frozen
             mode = m.mode or MERGE
         if mode not in MODES:
             raise SourceModelError(f"table_metadata for {name!r} has mode {mode!r}", f"use one of: {', '.join(MODES)}")
-        problem = _unsupported_type(name, cols)
+        problem = clashes.get(name) or _unsupported_type(name, cols)
         inc, inc_problem = _incremental(name, cols, incremental_columns.get(name), m.incremental_column)
         problem = problem or inc_problem
         if not problem and mode == MERGE and not pk:
