@@ -85,6 +85,19 @@ def test_widened_types_are_widened(lake, pg):
     all_equal(lake)
 
 
+def test_array_columns_of_types_postgresql_spells_otherwise_are_left_alone(make_settings, pg):
+    """format_type says ``timestamp without time zone[]`` where nw says ``timestamp[]``: no change, under any policy."""
+    settings = make_settings(SCHEMA_CHANGES="freeze")
+    lake_sql(settings, "CREATE TABLE ev (id INTEGER PRIMARY KEY, ts TIMESTAMP[], ms TIMESTAMP_MS[], t TIME[])",
+             "INSERT INTO ev VALUES (1, [TIMESTAMP '2024-01-01 10:00:00'], [TIMESTAMP_MS '2024-01-01 10:00:00.123'], [TIME '01:02:03'])")
+    for _ in range(2):
+        report = sync(settings, show_progress=False)
+        assert report.ok, report.failed        # the second run turned each into text (freeze: refused it)
+    assert set(pg_types(pg, settings.db_schema, "ev").values()) == {"integer", "ARRAY", "bigint"}     # not text
+    assert notes(pg, settings.db_schema, "ev") == ["created table ev"]
+    all_equal(settings)
+
+
 def test_varchar_destination_column_is_widened_to_text(lake, pg):
     # DuckDB keeps no VARCHAR length (VARCHAR(5) is VARCHAR), so nw makes text columns; a destination
     # column made by another tool as varchar(5) is widened when longer values arrive.

@@ -172,9 +172,15 @@ def _base(t: str) -> str:
     return re.sub(r"\(.*\)", "", t).strip()
 
 
+_ALIASES = {"timestamp without time zone": "timestamp", "time without time zone": "time", "bit varying": "varbit"}
+
+
 def _same_type(old: str, new: str) -> bool:
-    alias = {"timestamp without time zone": "timestamp", "time without time zone": "time", "bit varying": "varbit"}
-    return alias.get(old, old).replace(" ", "") == alias.get(new, new).replace(" ", "")
+    """Do PostgreSQL's spelling (format_type: ``timestamp without time zone[]``) and nw's (``timestamp[]``) name one type?"""
+    def spelled(t: str) -> str:
+        element = t.rstrip("[]")                      # an array's element type, spelled as a scalar's
+        return _ALIASES.get(element, element).replace(" ", "") + t[len(element):]
+    return spelled(old) == spelled(new)
 
 
 def _widens(old: str, new: str) -> bool:
