@@ -93,6 +93,10 @@ def _map(t: duckdb.typing.DuckDBPyType) -> PgType:
         child = _map(child_type)
         if child.json:
             return JSONB
+        if child.pg == "timestamp with time zone":
+            # pgpq encodes a list of zoned timestamps as timestamp[] (which PostgreSQL refuses for timestamptz[]):
+            # they travel as text with their offset (the lake session is in UTC), exact whatever PostgreSQL's TimeZone.
+            return PgType("timestamp with time zone[]", f"{_TEXT}[]", direct=False)
         send_child = child.send or str(child_type)
         needs_cast = child.send is not None or tid == "array"
         return PgType(child.pg + "[]", f"{send_child}[]" if needs_cast else None, direct=child.direct)

@@ -282,6 +282,32 @@ def test_8_a_value_jsonb_cannot_hold_is_refused_naming_table_and_column(settings
     assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".t').fetchone()[0] == 0    # nothing of it written
 
 
+@pytest.mark.parametrize("column, value", [
+    ("TIMESTAMP[]", "['infinity'::TIMESTAMP]"),       # was stored as 294247-01-10 04:00:54.775807, status ok
+    ("TIMESTAMP[]", "[NULL, '-infinity'::TIMESTAMP]"),   # failed with pgpq's "Underflow", naming no column
+    ("DATE[]", "['infinity'::DATE]"),                 # failed with "date out of range", naming no column
+])
+def test_8_an_infinite_date_inside_an_array_is_refused_naming_table_and_column(settings, pg, column, value):
+    lake(settings, f"CREATE TABLE t (id INTEGER PRIMARY KEY, a {column})", f"INSERT INTO t VALUES (1, {value}), (2, [])",
+         "CREATE TABLE ok (id INTEGER PRIMARY KEY)", "INSERT INTO ok VALUES (1)")
+    r = run(settings, ok=False)
+    assert r["ok"].status == OK
+    assert r["t"].status == FAILED and "'t' column 'a' holds an infinite date/timestamp" in r["t"].error, r["t"].error
+    assert pg.execute(f'SELECT count(*) FROM "{settings.db_schema}".t').fetchone()[0] == 0    # nothing of it written
+
+
+def test_8_an_array_of_zoned_timestamps_arrives_exactly(settings, pg):
+    lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, a TIMESTAMPTZ[])",
+         "INSERT INTO t VALUES (1, [TIMESTAMPTZ '2024-06-01 12:00:00.123456+00', NULL, TIMESTAMPTZ '1999-12-31 23:00:00-03']), (2, [])")
+    run(settings)       # PostgreSQL refused the load: binary data has array element type 1114 instead of 1184
+    pg.execute("SET TimeZone = 'Asia/Kolkata'")
+    assert pg.execute(f'SELECT a[1]::text FROM "{settings.db_schema}".t WHERE id = 1').fetchone() == ("2024-06-01 17:30:00.123456+05:30",)
+    assert equal(settings)
+    lake(settings, "UPDATE t SET a = list_append(a, TIMESTAMPTZ '2000-01-01 00:00:00+00') WHERE id = 2")
+    assert counts(run(settings)["t"]) == (0, 1, 0)
+    assert equal(settings)
+
+
 def test_8_map_key_order_is_the_same_value(settings):
     lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, m MAP(VARCHAR, INTEGER))",
          "INSERT INTO t VALUES (1, MAP {'b': 2, 'a': 1, 'zz': 3}), (2, MAP {'x': 1})")

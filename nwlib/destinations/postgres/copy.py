@@ -189,11 +189,16 @@ def refuse_infinite_times(batch: pa.RecordBatch, table: str) -> None:
     import pyarrow.compute as pc
 
     for field, column in zip(batch.schema, batch.columns):
-        if pa.types.is_timestamp(field.type):
+        typ = field.type
+        while pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+            column, typ = column.flatten(), typ.value_type          # a list's elements (a PostgreSQL array's)
+        if pa.types.is_timestamp(typ):
             ints, top = column.cast(pa.int64()), 2**63 - 1
-        elif pa.types.is_date32(field.type):
+        elif pa.types.is_date32(typ):
             ints, top = column.cast(pa.int32()), 2**31 - 1
         else:
+            continue
+        if not len(ints):
             continue
         lo, hi = pc.min_max(ints).values()
         if hi.is_valid and (hi.as_py() >= top or lo.as_py() <= -top):
