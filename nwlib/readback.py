@@ -76,12 +76,35 @@ def use_exact_json(con: duckdb.DuckDBPyConnection) -> None:
         pass  # already there
 
 
+def travels_as_json(duck_type: str) -> bool:
+    """A JSON column, or a nested one sent as JSON text (a STRUCT, a MAP, a list of lists): compared as canonical
+    JSON text on both sides, not cast back to the lake's type (JSON numbers are doubles to DuckDB, and a BLOB
+    inside a STRUCT comes back as its escaped text)."""
+    return pg_type(duck_type).json
+
+
+def text_elements(duck_type: str) -> bool:
+    """A list sent as a PostgreSQL array whose elements JSON cannot carry exactly (a DECIMAL past a double's
+    digits, a bit string): read back as text elements, then cast."""
+    m = pg_type(duck_type)
+    return m.pg.endswith("[]") and not m.json and m.pg[:-2].split("(")[0] in ("numeric", "varbit")
+
+
 def lake_expr(column: Column) -> str:
     """The lake's value in the form both sides are compared in (JSON needs :func:`use_exact_json`)."""
     col, typ = ident(column.name), column.type
     if is_json(typ):
         return f"{JSON_FUNCTION}(CAST({col} AS VARCHAR))"
+    if travels_as_json(typ):
+        return f"{JSON_FUNCTION}({send_expr(col, typ)})"
     return send_expr(col, typ)
+
+
+def compared_expr(column: Column) -> str:
+    """The destination's read-back value in the form :func:`lake_expr` gives the lake's (``nw verify``)."""
+    if travels_as_json(column.type):
+        return f"{JSON_FUNCTION}(CAST({ident(column.name)} AS VARCHAR))"
+    return dest_expr(column)
 
 
 def dest_expr(column: Column) -> str:
@@ -93,6 +116,8 @@ def dest_expr(column: Column) -> str:
         parsed = f"unhex(CAST({col} AS VARCHAR))"
     elif typ.upper() == "BLOB[]":
         parsed = f"CAST({col} AS BLOB[])"   # a typed list, or DuckDB's list literal text (PostgreSQL's read-back)
+    elif text_elements(typ):
+        parsed = f"CAST(CAST(CAST({col} AS JSON) AS VARCHAR[]) AS {typ})"
     elif is_nested(typ):
         parsed = f"CAST(CAST({col} AS JSON) AS {typ})"
     else:
@@ -110,6 +135,8 @@ def file_exprs(columns: Sequence[Column], present: set[str]) -> str:
             out.append(f"CAST(NULL AS VARCHAR) AS {col}")
         elif c.type.upper() == "BLOB":
             out.append(f"hex(CAST({col} AS BLOB)) AS {col}")
+        elif text_elements(c.type):
+            out.append(f"CAST(to_json(CAST({col} AS VARCHAR[])) AS VARCHAR) AS {col}")
         elif is_nested(c.type) and not pg_type(c.type).json:  # a native list, not JSON text
             out.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}")
         else:

@@ -17,7 +17,7 @@ from .destinations.base import Destination
 from .lake import LAKE_ALIAS, open_lake
 from .model import TableSpec
 from .plan import read_plan
-from .readback import dest_expr, lake_expr, use_exact_json
+from .readback import compared_expr, lake_expr, use_exact_json
 from .settings import Settings
 from .sql import ident
 
@@ -47,7 +47,7 @@ def check_table(con: duckdb.DuckDBPyConnection, dest: Destination, spec: TableSp
     reader = dest.scan(spec)
     con.register("nw_dest_scan", reader)
     try:
-        d_cols = ", ".join(f"{dest_expr(c)} AS {ident(c.name)}" for c in spec.columns)
+        d_cols = ", ".join(f"{compared_expr(c)} AS {ident(c.name)}" for c in spec.columns)
         con.execute(f"CREATE OR REPLACE TEMP TABLE nw_dest AS SELECT {d_cols} FROM nw_dest_scan")
     finally:
         con.unregister("nw_dest_scan")

@@ -290,12 +290,15 @@ def typed_lake(lake_path):
     con = duckdb.connect(str(lake_path))
     con.execute(f'''CREATE TABLE "{TYPED_TABLE}" ("id" INTEGER PRIMARY KEY, "Nome ""q"" x" VARCHAR, "select" BIGINT, h HUGEINT, u UBIGINT,
         ti TINYINT, d DECIMAL(38,10), f DOUBLE, r REAL, b BOOLEAN, dt DATE, t TIME, ts TIMESTAMP, tz TIMESTAMPTZ, iv INTERVAL,
-        uu UUID, bl BLOB, j JSON, li INTEGER[], st STRUCT(a INTEGER, b VARCHAR), updated_at TIMESTAMP)''')
+        uu UUID, bl BLOB, j JSON, li INTEGER[], st STRUCT(a INTEGER, b VARCHAR), tza TIMESTAMPTZ[], lde DECIMAL(38,10)[], bits BIT[],
+        sb STRUCT(b BLOB, m MAP(VARCHAR, INTEGER)), updated_at TIMESTAMP)''')
     con.execute(f'''INSERT INTO "{TYPED_TABLE}" SELECT i, 'ação ' || i || E'\\t"aspas"\\n\\\\', i * 1000000000000, 170141183460469231731687303715884105727 - i,
         18446744073709551615 - i, (i % 100)::TINYINT, 1234567890123456789012345678.0123456789 / i, 1.0 / 3 * i, 0.5::REAL * i, i % 2 = 0,
         DATE '2024-02-29' + i::INTEGER, TIME '23:59:59.123456', TIMESTAMP '2024-01-01 00:00:00.000001' + INTERVAL (i) HOUR,
         TIMESTAMPTZ '2024-06-01 12:00:00+00' + INTERVAL (i) MINUTE, INTERVAL (i) DAY + INTERVAL 3 MONTH, uuid(),
         ('\\xAA\\x00'::BLOB || i::VARCHAR::BLOB), json_object('k', i, 'arr', [1, 2]), [i, NULL, 3], {{'a': i, 'b': 'x' || i}},
+        [TIMESTAMPTZ '2024-06-01 12:00:00.5+00' + INTERVAL (i) MINUTE, NULL], [9999999999999999999999999999.9999999999 - i, NULL],
+        [(i % 16)::BIT], {{'b': '\\x00\\xFF'::BLOB, 'm': MAP {{'z' || i: i, 'a': 2}}}},
         TIMESTAMP '2024-03-01 00:00:00' FROM range(1, 41) r(i)''')
     con.execute(f'''INSERT INTO "{TYPED_TABLE}" ("id", updated_at) VALUES (100, TIMESTAMP '2024-03-01 00:00:00')''')  # NULLs everywhere
     con.close()

@@ -96,6 +96,8 @@ def text_expr(col: str, pg: str) -> str:
         each = "CASE WHEN e IS NULL THEN 'NULL' WHEN e = ''::bytea THEN '''''' ELSE regexp_replace(upper(encode(e, 'hex')), '(..)', '\\\\x\\1', 'g') END"
         return (f"CASE WHEN {col} IS NULL THEN NULL ELSE '[' || coalesce((SELECT string_agg({each}, ', ' ORDER BY i) "
                 f"FROM unnest({col}) WITH ORDINALITY u(e, i)), '') || ']' END")
+    if pg.endswith("[]") and pg[:-2].split("(")[0] in ("numeric", "varbit"):
+        return f"to_json({col}::text[])::text"      # each element as its exact text: JSON numbers are doubles to DuckDB
     if pg.endswith("[]") or pg == "jsonb":
         return f"to_json({col})::text"
     if pg == "interval":
