@@ -92,6 +92,21 @@ def test_a_a_null_in_a_key_declared_only_in_metadata_is_refused_naming_the_colum
     assert equal(settings)
 
 
+def test_a_metadata_names_a_table_as_duckdb_would_ignoring_case_or_with_a_dot_in_its_name(settings, pg):
+    key = json.dumps({"id": {"data_type": "INTEGER", "primary_key": True, "foreign_key": None}})
+    child = json.dumps({"id": {"data_type": "INTEGER", "primary_key": True, "foreign_key": None},
+                        "cliente": {"data_type": "INTEGER", "primary_key": False, "foreign_key": {"table": "CLIENTES", "column": "id"}}})
+    lake(settings, "CREATE TABLE clientes (id INTEGER, nome VARCHAR)", "INSERT INTO clientes VALUES (1, 'a')",
+         'CREATE TABLE "vendas.2024" (id INTEGER, cliente INTEGER)', 'INSERT INTO "vendas.2024" VALUES (1, 1)',
+         "CREATE TABLE table_metadata (table_name VARCHAR PRIMARY KEY, schema_json JSON)",
+         f"INSERT INTO table_metadata VALUES ('Clientes', '{key}'), ('vendas.2024', '{child}')")
+    r = run(settings)     # both failed: "has no primary key", the key declared right there
+    assert counts(r["clientes"]) == (1, 0, 0) and counts(r["vendas.2024"]) == (1, 0, 0)
+    fks = pg.execute("SELECT confrelid::regclass::text FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+                     "WHERE n.nspname = %s AND contype = 'f'", [settings.db_schema]).fetchall()
+    assert [f[0].split(".")[-1] for f in fks] == ["clientes"]
+
+
 def test_5_bootstrap_writes_the_original_form(settings):
     bootstrap(settings.duckdb_path, scale=0.01)
     con = duckdb.connect(str(settings.duckdb_path), read_only=True)

@@ -26,13 +26,16 @@ ref_table) in rowid order, and a repeated referenced column starts the next FK
 ``schema_json``: it is counted once.
 
 Table names are as DuckDB lists them in ``main``; a table in another schema is
-``schema.table`` (or its published name ``schema__table``).
+``schema.table`` (or its published name ``schema__table``).  Like DuckDB (through
+which the original loader read them), a name that matches no table exactly
+matches the one table it names ignoring case; a table whose own name holds a dot
+(``"vendas.2024"`` in ``main``) is found by that name first.
 """
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import duckdb
@@ -59,6 +62,26 @@ def table_name(raw: str) -> str:
     return published_name(schema, table) if dot else raw
 
 
+def resolver(published: Iterable[str]) -> Callable[[str], str]:
+    """Metadata table name → published name of the lake table it names: exactly (its own name, then as
+    ``schema.table``), else the only table it names ignoring case; else :func:`table_name`."""
+    exact = set(published)
+    folded: dict[str, list[str]] = defaultdict(list)
+    for name in exact:
+        folded[name.lower()].append(name)
+
+    def resolve(raw: str) -> str:
+        candidates = (raw, table_name(raw))
+        for c in candidates:
+            if c in exact:
+                return c
+        for c in candidates:
+            if len(folded.get(c.lower(), ())) == 1:
+                return folded[c.lower()][0]
+        return table_name(raw)
+    return resolve
+
+
 def group_foreign_keys(table: str, pairs: Iterable[tuple[str, str, str]]) -> list[ForeignKey]:
     """(column, ref_table, ref_column) in order → FKs: grouped by referenced table; a repeated
     referenced column starts the next FK (a composite FK never names one twice)."""
@@ -76,7 +99,7 @@ def is_original_format(data: dict) -> bool:
     return bool(data) and all(isinstance(v, dict) and any(k in v for k in ORIGINAL_KEYS) for v in data.values())
 
 
-def _original(table: str, data: dict) -> TableMetadata:
+def _original(table: str, data: dict, resolve: Callable[[str], str] = table_name) -> TableMetadata:
     pk, incremental, refs = [], None, []
     for column, info in data.items():
         flag = info.get("primary_key", False)
@@ -93,7 +116,7 @@ def _original(table: str, data: dict) -> TableMetadata:
         if not (isinstance(fk, dict) and isinstance(fk.get("table"), str) and isinstance(fk.get("column"), str)):
             raise SourceModelError(f"table_metadata for {table!r}: column {column!r} has foreign_key={json.dumps(fk)}",
                                    'write {"table": "<referenced table>", "column": "<referenced column>"} or null')
-        refs.append((column, table_name(fk["table"]), fk["column"]))
+        refs.append((column, resolve(fk["table"]), fk["column"]))
     return TableMetadata(tuple(pk), incremental, None, tuple(group_foreign_keys(table, refs)), original_format=True)
 
 
@@ -106,7 +129,7 @@ def _nw(table: str, data: dict) -> TableMetadata:
     return TableMetadata(tuple(pk), data.get("incremental_column") or None, data.get("mode") or None)
 
 
-def _parse(table: str, raw) -> TableMetadata:
+def _parse(table: str, raw, resolve: Callable[[str], str] = table_name) -> TableMetadata:
     try:
         data = json.loads(raw) if isinstance(raw, str) else (raw or {})
     except (TypeError, ValueError) as exc:
@@ -117,7 +140,7 @@ def _parse(table: str, raw) -> TableMetadata:
     if not isinstance(data, dict):
         raise SourceModelError(f"table_metadata.schema_json for table {table!r} must be a JSON object",
                                'write it keyed by column ({"id": {"data_type": "INTEGER", "primary_key": true}}) or as {"primary_key": [...]}')
-    return _original(table, data) if is_original_format(data) else _nw(table, data)
+    return _original(table, data, resolve) if is_original_format(data) else _nw(table, data)
 
 
 def original_schema_json(columns: Iterable[tuple[str, str]], primary_key: Iterable[str],
@@ -129,18 +152,20 @@ def original_schema_json(columns: Iterable[tuple[str, str]], primary_key: Iterab
     return {name: {"data_type": typ, "primary_key": name in pk, "foreign_key": refs.get(name)} for name, typ in columns}
 
 
-def read_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, TableMetadata]:
-    """Each described table's metadata (both tables, both formats), by published name."""
+def read_metadata(con: duckdb.DuckDBPyConnection, published: Iterable[str] = ()) -> dict[str, TableMetadata]:
+    """Each described table's metadata (both tables, both formats), by published name (of the lake's tables
+    ``published``, which names are matched against: see :func:`resolver`)."""
+    resolve = resolver(published)
     out: dict[str, TableMetadata] = {}
     if has_table(con, "table_metadata"):
         for table, raw in con.execute("SELECT table_name, schema_json FROM table_metadata ORDER BY rowid").fetchall():
-            out[table_name(table)] = _parse(table, raw)
+            out[resolve(table)] = _parse(table, raw, resolve)
     if has_table(con, "fk_metadata"):
         rows: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
         for t, c, rt, rc in con.execute("SELECT table_name, column_name, ref_table, ref_column FROM fk_metadata ORDER BY rowid").fetchall():
             if None in (t, c, rt, rc):
                 raise SourceModelError(f"fk_metadata has an incomplete row ({t}, {c}, {rt}, {rc})", "fill every column or delete the row")
-            rows[table_name(t)].append((c, table_name(rt), rc))
+            rows[resolve(t)].append((c, resolve(rt), rc))
         for table, pairs in rows.items():
             meta = out.get(table, TableMetadata())
             known = {(fk.columns, fk.ref_table, fk.ref_columns) for fk in meta.foreign_keys}

@@ -68,7 +68,7 @@ def _read_specs(con, incremental_columns: Mapping[str, str], append_only: frozen
     every = all_columns(con)
     columns = {t.name: every.get(t, ()) for t in tables}
     declared_pks, declared_fks = declared_keys(con)
-    meta = read_metadata(con)
+    meta = read_metadata(con, known)
     specs = {}
     for t in tables:
         name, cols = t.name, columns[t.name]
