@@ -98,6 +98,17 @@ def test_array_columns_of_types_postgresql_spells_otherwise_are_left_alone(make_
     all_equal(settings)
 
 
+def test_a_table_postgresql_refuses_to_create_fails_alone_naming_the_limit(lake, pg):
+    lake_sql(lake, "CREATE TABLE wide (id INTEGER PRIMARY KEY, " + ", ".join(f"c{i} INTEGER" for i in range(1700)) + ")",
+             "INSERT INTO wide (id) VALUES (1)", f"UPDATE other SET v = -1, updated_at = {T0} + INTERVAL 1 DAY WHERE k = 'k1'")
+    report = sync(lake, show_progress=False)
+    r = {t.table: t for t in report.tables}
+    assert r["other"].status == "ok" and r["other"].updated == 1      # the whole run stopped at "prepare tables"
+    assert r["wide"].status == "failed" and "at most 1600 columns" in r["wide"].error
+    assert "PostgreSQL limit" in r["wide"].error and "DB_HOST" not in r["wide"].error          # not a network matter
+    assert pg.execute("SELECT to_regclass(%s)", [f'"{lake.db_schema}".wide']).fetchone() == (None,)
+
+
 def test_varchar_destination_column_is_widened_to_text(lake, pg):
     # DuckDB keeps no VARCHAR length (VARCHAR(5) is VARCHAR), so nw makes text columns; a destination
     # column made by another tool as varchar(5) is widened when longer values arrive.

@@ -23,7 +23,7 @@ from ...sql import qualified
 from ...settings import Settings
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .bookkeeping import Bookkeeping
-from .connection import Session, local_settings
+from .connection import Session, classify, local_settings, psycopg_module
 from .copy import Copier
 from .embedded import embedded_url
 from .lock import LeaseLock
@@ -110,10 +110,17 @@ class PostgresDestination(BaseDestination):
             for spec in specs:
                 self.tables.check_identifiers(spec)
                 try:
-                    notes, resend = self.tables.evolve(spec, spec.name in full_refresh, {c.name: c.type for c in states[spec.name].columns})
+                    with self.conn.transaction():      # a savepoint: what PostgreSQL refuses of one table is undone alone
+                        notes, resend = self.tables.evolve(spec, spec.name in full_refresh, {c.name: c.type for c in states[spec.name].columns})
                 except SchemaChangeError as exc:
                     # Stops this table only; independent tables go on.
                     self._schema_errors[spec.name] = str(exc)
+                    continue
+                except psycopg_module().Error as exc:
+                    refused = classify(exc, self.settings, f"create or change table {spec.name}")
+                    if not getattr(exc, "sqlstate", None) or self.conn.broken or refused.transient:
+                        raise               # the connection failed, or a retry may pass: the whole step, as ever
+                    self._schema_errors[spec.name] = str(refused)
                     continue
                 changes[spec.name] = tuple(notes)
                 if resend and spec.mode == APPEND:
