@@ -369,6 +369,13 @@ def test_9_verify_is_exact_on_nested_values_and_arrays_json_cannot_carry(setting
     assert (check.missing, check.extra) == (2, 2) and set(check.sample) == {(1,), (2,)}
 
 
+def test_9_verify_has_memory_for_a_wide_table_under_auto(settings):
+    lake(settings, "CREATE TABLE wide (id INTEGER PRIMARY KEY, " + ", ".join(f"c{i} INTEGER" for i in range(1200)) + ")",
+         "INSERT INTO wide SELECT i, " + ", ".join(f"i + {k}" for k in range(1200)) + " FROM range(300) r(i)")
+    run(settings)
+    assert equal(settings)      # DUCKDB_MEMORY_LIMIT=auto gave it 160 MB: "DuckDB needed more memory"
+
+
 # --- item 10: DuckDB schemas other than main ---------------------------------------------------------
 
 def test_10_tables_of_other_lake_schemas_are_synced_under_schema__table(make_settings, pg):
