@@ -94,9 +94,10 @@ def _map(t: duckdb.typing.DuckDBPyType) -> PgType:
         if child.json:
             return JSONB
         if child.pg == "timestamp with time zone":
-            # pgpq encodes a list of zoned timestamps as timestamp[] (which PostgreSQL refuses for timestamptz[]):
-            # they travel as text with their offset (the lake session is in UTC), exact whatever PostgreSQL's TimeZone.
-            return PgType("timestamp with time zone[]", f"{_TEXT}[]", direct=False)
+            # Sent as it is (to every destination, and into fingerprints), but not straight into PostgreSQL: pgpq marks
+            # the elements of a binary array of zoned timestamps as timestamp, which timestamptz[] refuses.  The
+            # PostgreSQL copier writes them as text with their offset instead (copy.zoned_lists_as_text).
+            return PgType("timestamp with time zone[]", None, direct=False)
         send_child = child.send or str(child_type)
         needs_cast = child.send is not None or tid == "array"
         return PgType(child.pg + "[]", f"{send_child}[]" if needs_cast else None, direct=child.direct)

@@ -140,11 +140,12 @@ class Copier:
 
         sent = 0
         with self.conn.cursor() as cur, cur.copy(f"COPY {target} ({idents(reader.schema.names)}) FROM STDIN (FORMAT BINARY)") as copy:
-            encoder = pgpq.ArrowToPostgresBinaryEncoder(reader.schema)
+            encoder = pgpq.ArrowToPostgresBinaryEncoder(zoned_lists_as_text(reader.schema))
             copy.write(encoder.write_header())
             for batch in reader:
                 if batch.num_rows:
                     refuse_infinite_times(batch, spec.name)
+                    batch = zoned_list_text(batch)
                     try:
                         data = encoder.write_batch(batch)
                     except ValueError as exc:  # pgpq: a value binary COPY cannot carry
@@ -181,6 +182,49 @@ class Copier:
         if kept:
             held = self.conn.execute(f"SELECT count(*) FROM {stage} s JOIN {target} t ON {match}").fetchone()[0]
         return int(n), int(held), 0 if total is None else int(total)
+
+
+def _zoned_list(typ: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_list(typ) or pa.types.is_large_list(typ)) and pa.types.is_timestamp(typ.value_type) and typ.value_type.tz is not None
+
+
+def zoned_lists_as_text(schema: pa.Schema) -> pa.Schema:
+    """The schema :func:`zoned_list_text` gives batches of ``schema``."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, pa.list_(pa.string()), f.nullable) if _zoned_list(f.type) else f for f in schema])
+
+
+def zoned_list_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Lists of zoned timestamps as lists of text with their offset ('2024-06-01 12:00:00.123456Z'; a year before 1 as
+    PostgreSQL writes it, '0057-03-15 10:00:00.000000Z BC'), which the merge casts to timestamptz[] whatever the
+    session's TimeZone: pgpq marks a binary array's elements as timestamp, which timestamptz[] refuses."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not any(_zoned_list(f.type) for f in batch.schema):
+        return batch
+    columns = []
+    for field, column in zip(batch.schema, batch.columns):
+        if _zoned_list(field.type):
+            column = column.cast(pa.list_(pa.string()))
+            flat = column.flatten()
+            if len(flat) and pc.any(pc.or_(pc.starts_with(flat, "-"), pc.starts_with(flat, "0000-"))).as_py():
+                column = pa.array([None if v is None else [None if e is None else _era(e) for e in v] for v in column.to_pylist()],
+                                  pa.list_(pa.string()))
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=zoned_lists_as_text(batch.schema))
+
+
+def _era(text: str) -> str:
+    """Arrow's astronomical year (0000: 1 BC, -0056: 57 BC) as PostgreSQL writes it."""
+    if not (text.startswith("-") or text.startswith("0000-")):
+        return text
+    year, rest = text.lstrip("-").split("-", 1)
+    astronomical = -int(year) if text.startswith("-") else int(year)
+    return f"{1 - astronomical:04d}-{rest} BC"
 
 
 def refuse_infinite_times(batch: pa.RecordBatch, table: str) -> None:
