@@ -64,9 +64,10 @@ def connect(path: Path | str, read_only: bool = True, create: bool = False) -> d
 AUTO_MEMORY_BASE, AUTO_MEMORY_PER_ROW = 160 << 20, 20
 PAIRS_MAX_ROWS, PAIR_BYTES = 2_500_000, 24
 AUTO_MEMORY_LARGE_BASE, DELETES_BYTES_PER_ROW = 64 << 20, 8
-# A comparison of whole rows (`nw verify`'s EXCEPT ALL) needs memory for every column whatever the rows: measured on
-# 300-row tables of INTEGER columns, 32 MB for 100 columns, 96 for 300, 128 for 600, 256 for 1,200.
-WHOLE_ROWS_BASE, WHOLE_ROWS_PER_COLUMN = 16 << 20, 256 << 10
+# A comparison of whole rows (`nw verify`'s EXCEPT ALL) needs memory for every column and thread whatever the rows:
+# measured on 300-row tables of INTEGER columns with 2 threads, 32 MB for 100 columns, 96 for 300, 128 for 600, 256
+# for 1,200; and for 1,200 columns, 192 MB with 1 thread, 512 with 4, 768 with 8.
+WHOLE_ROWS_BASE, WHOLE_ROWS_PER_COLUMN_THREAD = 16 << 20, 128 << 10
 
 
 def auto_memory_limit(con: duckdb.DuckDBPyConnection, whole_tables: bool = False) -> int:
@@ -79,9 +80,9 @@ def auto_memory_limit(con: duckdb.DuckDBPyConnection, whole_tables: bool = False
         return AUTO_MEMORY_LARGE_BASE + DELETES_BYTES_PER_ROW * rows
     limit = AUTO_MEMORY_BASE + (AUTO_MEMORY_PER_ROW + PAIR_BYTES) * rows
     if whole_tables:        # and for the widest table's columns (1,200 columns ran verify out of memory at 160 MB)
-        widest = int(con.execute("SELECT coalesce(max(column_count), 0) FROM duckdb_tables() WHERE database_name = current_database() "
-                                 "AND NOT internal").fetchone()[0])
-        limit = max(limit, WHOLE_ROWS_BASE + WHOLE_ROWS_PER_COLUMN * widest)
+        widest, threads = con.execute("SELECT coalesce(max(column_count), 0), current_setting('threads') FROM duckdb_tables() "
+                                      "WHERE database_name = current_database() AND NOT internal").fetchone()
+        limit = max(limit, WHOLE_ROWS_BASE + WHOLE_ROWS_PER_COLUMN_THREAD * int(widest) * max(2, int(threads)))
     return limit
 
 
