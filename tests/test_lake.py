@@ -184,6 +184,24 @@ def test_two_single_column_fks_to_the_same_table_in_fk_metadata(lake_path):
     )
 
 
+def test_metadata_rows_name_the_table_duckdb_would_find(lake_path):
+    """A row naming a table exactly wins over one matching it only ignoring case, whatever their order; a row for a
+    table of a schema left out by LAKE_SCHEMAS never describes another table published under the same name."""
+    def key(column):
+        return json.dumps({"primary_key": [column]})
+    make_lake(
+        lake_path,
+        "CREATE TABLE clientes (id INTEGER, codigo INTEGER)",
+        "CREATE SCHEMA s", "CREATE TABLE s.t (id INTEGER, code INTEGER)", "CREATE TABLE s__t (id INTEGER, code INTEGER)",
+        "CREATE TABLE table_metadata (table_name VARCHAR, schema_json JSON)",
+        f"INSERT INTO table_metadata VALUES ('clientes', '{key('id')}'), ('CLIENTES', '{key('codigo')}'), "
+        f"('s.t', '{key('code')}'), ('s__t', '{key('id')}')",
+    )
+    assert specs(lake_path)["clientes"].primary_key == ("id",)
+    only_main = specs(lake_path, schemas=frozenset({"main"}))
+    assert only_main["s__t"].primary_key == ("id",)          # was ("code",): the row for s.t, whose schema is not synced
+
+
 def test_auto_memory_limit_grows_with_the_largest_table(tmp_path):
     """DUCKDB_MEMORY_LIMIT=auto (the default): up to 2.5M rows in the lake's largest table, 160 MB plus 20 bytes
     a row for its comparison in one join and 24 more for the (key, fingerprint) pairs kept for it; a larger table

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import duckdb
 
 from ..errors import SourceModelError
-from ..model import ForeignKey, published_name
-from .catalog import has_table
+from ..model import LAKE_DEFAULT_SCHEMA, ForeignKey, published_name
+from .catalog import LakeTable, has_table
 
 ORIGINAL_KEYS = ("data_type", "primary_key", "foreign_key")
 
@@ -62,23 +62,26 @@ def table_name(raw: str) -> str:
     return published_name(schema, table) if dot else raw
 
 
-def resolver(published: Iterable[str]) -> Callable[[str], str]:
-    """Metadata table name → published name of the lake table it names: exactly (its own name, then as
-    ``schema.table``), else the only table it names ignoring case; else :func:`table_name`."""
-    exact = set(published)
-    folded: dict[str, list[str]] = defaultdict(list)
-    for name in exact:
-        folded[name.lower()].append(name)
+def resolver(tables: Iterable[LakeTable]) -> Callable[[str], tuple[LakeTable | None, bool]]:
+    """Metadata table name → (the lake table it names, as DuckDB would find it, and whether by its exact name): a
+    table of ``main`` by its own name, then ``schema.table``, then a published ``schema__table``; else the only
+    table it names ignoring case; (None, False) when it names none of ``tables``."""
+    exact: dict[str, list[LakeTable]] = defaultdict(list)
+    for t in tables:
+        if t.schema == LAKE_DEFAULT_SCHEMA:
+            exact[t.table].append(t)
+        exact[f"{t.schema}.{t.table}"].append(t)
+        if t.schema != LAKE_DEFAULT_SCHEMA:
+            exact[t.name].append(t)
+    folded: dict[str, set[LakeTable]] = defaultdict(set)
+    for name, found in exact.items():
+        folded[name.lower()].update(found)
 
-    def resolve(raw: str) -> str:
-        candidates = (raw, table_name(raw))
-        for c in candidates:
-            if c in exact:
-                return c
-        for c in candidates:
-            if len(folded.get(c.lower(), ())) == 1:
-                return folded[c.lower()][0]
-        return table_name(raw)
+    def resolve(raw: str) -> tuple[LakeTable | None, bool]:
+        if exact.get(raw):
+            return exact[raw][0], True
+        found = folded.get(raw.lower(), set())
+        return (next(iter(found)), False) if len(found) == 1 else (None, False)
     return resolve
 
 
@@ -152,19 +155,39 @@ def original_schema_json(columns: Iterable[tuple[str, str]], primary_key: Iterab
     return {name: {"data_type": typ, "primary_key": name in pk, "foreign_key": refs.get(name)} for name, typ in columns}
 
 
-def read_metadata(con: duckdb.DuckDBPyConnection, published: Iterable[str] = ()) -> dict[str, TableMetadata]:
-    """Each described table's metadata (both tables, both formats), by published name (of the lake's tables
-    ``published``, which names are matched against: see :func:`resolver`)."""
-    resolve = resolver(published)
+def read_metadata(con: duckdb.DuckDBPyConnection, tables: Iterable[LakeTable] = (),
+                  synced: Iterable[LakeTable] | None = None) -> dict[str, TableMetadata]:
+    """Each described table's metadata (both tables, both formats), by published name.  Names are matched against
+    the lake's ``tables`` (see :func:`resolver`); rows naming a table outside ``synced`` (when given) are left out,
+    so that they never describe another table published under the same name."""
+    find = resolver(tables)
+    kept = None if synced is None else set(synced)
+    exact: set[str] = set()         # tables described by a row naming them exactly: a row matching by case adds nothing
+
+    def resolve(raw: str) -> str:
+        found = find(raw)[0]
+        return table_name(raw) if found is None else found.name
+
+    def skipped(found: LakeTable | None) -> bool:
+        return found is not None and kept is not None and found not in kept
+
     out: dict[str, TableMetadata] = {}
     if has_table(con, "table_metadata"):
         for table, raw in con.execute("SELECT table_name, schema_json FROM table_metadata ORDER BY rowid").fetchall():
-            out[resolve(table)] = _parse(table, raw, resolve)
+            found, by_name = find(table)
+            name = table_name(table) if found is None else found.name
+            if skipped(found) or (name in exact and not by_name):
+                continue
+            if by_name:
+                exact.add(name)
+            out[name] = _parse(table, raw, resolve)
     if has_table(con, "fk_metadata"):
         rows: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
         for t, c, rt, rc in con.execute("SELECT table_name, column_name, ref_table, ref_column FROM fk_metadata ORDER BY rowid").fetchall():
             if None in (t, c, rt, rc):
                 raise SourceModelError(f"fk_metadata has an incomplete row ({t}, {c}, {rt}, {rc})", "fill every column or delete the row")
+            if skipped(find(t)[0]):
+                continue
             rows[resolve(t)].append((c, resolve(rt), rc))
         for table, pairs in rows.items():
             meta = out.get(table, TableMetadata())

@@ -50,7 +50,8 @@ def read_specs(
 
 def _read_specs(con, incremental_columns: Mapping[str, str], append_only: frozenset[str], full_replace: frozenset[str],
                 schemas: frozenset[str] | None) -> dict[str, TableSpec]:
-    tables = [t for t in lake_tables(con) if schemas is None or t.schema in schemas]
+    every_table = lake_tables(con)
+    tables = [t for t in every_table if schemas is None or t.schema in schemas]
     known: dict[str, LakeTable] = {}
     clashes: dict[str, str] = {}        # published name → the problem: two lake tables would be published under it
     for t in tables:
@@ -68,7 +69,7 @@ def _read_specs(con, incremental_columns: Mapping[str, str], append_only: frozen
     every = all_columns(con)
     columns = {t.name: every.get(t, ()) for t in tables}
     declared_pks, declared_fks = declared_keys(con)
-    meta = read_metadata(con, known)
+    meta = read_metadata(con, every_table, tables)
     specs = {}
     for t in tables:
         name, cols = t.name, columns[t.name]
