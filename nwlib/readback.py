@@ -36,29 +36,35 @@ JSON_FUNCTION = "nw_canonical_json"
 
 def canonical_json(text: str | None) -> str | None:
     """One text per JSON value: keys sorted, no spaces, numbers exact (1.0, 1 and 1e0 alike; the 29th
-    digit kept), NaN/Infinity as words.  Text that is not JSON stays as it is, marked, so it differs."""
+    digit kept) and still numbers (1 is not "1"), NaN/Infinity as words.  Text that is not JSON stays as it is,
+    marked, so it differs."""
     if text is None:
         return None
 
     def number(raw: str) -> Decimal:
         return Decimal(raw).normalize(Context(prec=max(28, len(raw))))
 
-    def plain(value):
-        if isinstance(value, Decimal):
-            return "NaN" if value.is_nan() else ("Infinity" if value == Decimal("Infinity") else "-Infinity" if value == Decimal("-Infinity")
-                                                 else format(value, "f") if value == value.to_integral_value() else str(value))
-        if isinstance(value, float):  # NaN / Infinity, read by parse_constant
-            return repr(value)
+    def dump(value) -> str:
         if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
+            return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{dump(value[k])}" for k in sorted(value)) + "}"
         if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
+            return "[" + ",".join(dump(v) for v in value) + "]"
+        if isinstance(value, Decimal):
+            if value.is_nan():
+                return "NaN"
+            if value.is_infinite():
+                return "Infinity" if value > 0 else "-Infinity"
+            if value == 0:
+                return "0"       # -0 too: PostgreSQL's numeric has no negative zero
+            return format(value, "f") if value == value.to_integral_value() else str(value)
+        if isinstance(value, float):  # NaN / Infinity, read by parse_constant
+            return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        return json.dumps(value, ensure_ascii=False)    # text, true/false, null
     try:
         parsed = json.loads(text, parse_float=number, parse_int=number, parse_constant=float)
     except ValueError:
         return "not json: " + text
-    return json.dumps(plain(parsed), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return dump(parsed)
 
 
 def use_exact_json(con: duckdb.DuckDBPyConnection) -> None:

@@ -17,7 +17,7 @@ from .destinations.base import Destination
 from .lake import LAKE_ALIAS, open_lake
 from .model import TableSpec
 from .plan import read_plan
-from .readback import compared_expr, lake_expr, use_exact_json
+from .readback import JSON_FUNCTION, compared_expr, lake_expr, use_exact_json
 from .settings import Settings
 from .sql import ident
 
@@ -52,20 +52,25 @@ def check_table(con: duckdb.DuckDBPyConnection, dest: Destination, spec: TableSp
     finally:
         con.unregister("nw_dest_scan")
     l_cols = ", ".join(f"{lake_expr(c)} AS {ident(c.name)}" for c in spec.columns)
-    # Catalog-qualified: a lake table may itself be called nw_lake (the temp view would shadow it).
-    con.execute(f"CREATE OR REPLACE TEMP VIEW nw_lake AS SELECT {l_cols} FROM {LAKE_ALIAS}.{spec.source}")
-    lake_rows = con.execute("SELECT count(*) FROM nw_lake").fetchone()[0]
-    dest_rows = con.execute("SELECT count(*) FROM nw_dest").fetchone()[0]
-    missing_sql = "SELECT * FROM nw_lake EXCEPT ALL SELECT * FROM nw_dest"
-    extra_sql = "SELECT * FROM nw_dest EXCEPT ALL SELECT * FROM nw_lake"
-    missing = con.execute(f"SELECT count(*) FROM ({missing_sql})").fetchone()[0]
-    extra = con.execute(f"SELECT count(*) FROM ({extra_sql})").fetchone()[0]
-    checksum = con.execute("SELECT coalesce(sum(hash(nw_lake)), 0)::HUGEINT FROM nw_lake").fetchone()[0]
-    sample = ()
-    if missing or extra:
-        keys = ", ".join(ident(k) for k in spec.primary_key) or "*"
-        # Each side in its own parentheses: A EXCEPT ALL B UNION ALL C EXCEPT ALL D would read as ((A − B) ∪ C) − D.
-        sample = tuple(con.execute(f"SELECT {keys} FROM (({missing_sql}) UNION ALL ({extra_sql})) LIMIT 5").fetchall())
+    # Catalog-qualified: a lake table may itself be called nw_lake (the temp view would shadow it).  Made once when a
+    # column goes through the canonical-JSON function (Python, per value): the view is read four times below.
+    kind = "TABLE" if JSON_FUNCTION in l_cols else "VIEW"
+    con.execute(f"CREATE OR REPLACE TEMP {kind} nw_lake AS SELECT {l_cols} FROM {LAKE_ALIAS}.{spec.source}")
+    try:
+        lake_rows = con.execute("SELECT count(*) FROM nw_lake").fetchone()[0]
+        dest_rows = con.execute("SELECT count(*) FROM nw_dest").fetchone()[0]
+        missing_sql = "SELECT * FROM nw_lake EXCEPT ALL SELECT * FROM nw_dest"
+        extra_sql = "SELECT * FROM nw_dest EXCEPT ALL SELECT * FROM nw_lake"
+        missing = con.execute(f"SELECT count(*) FROM ({missing_sql})").fetchone()[0]
+        extra = con.execute(f"SELECT count(*) FROM ({extra_sql})").fetchone()[0]
+        checksum = con.execute("SELECT coalesce(sum(hash(nw_lake)), 0)::HUGEINT FROM nw_lake").fetchone()[0]
+        sample = ()
+        if missing or extra:
+            keys = ", ".join(ident(k) for k in spec.primary_key) or "*"
+            # Each side in its own parentheses: A EXCEPT ALL B UNION ALL C EXCEPT ALL D would read as ((A − B) ∪ C) − D.
+            sample = tuple(con.execute(f"SELECT {keys} FROM (({missing_sql}) UNION ALL ({extra_sql})) LIMIT 5").fetchall())
+    finally:
+        con.execute(f"DROP {kind} IF EXISTS temp.main.nw_lake")
     return TableCheck(spec.name, lake_rows, dest_rows, missing, extra, f"{int(checksum) & (2**64 - 1):016x}", sample)
 
 
