@@ -101,8 +101,8 @@ def classify(exc: Exception, settings: Settings | None = None, where: str = "", 
     if sqlstate in TRANSIENT_SQLSTATES or isinstance(exc, psycopg.OperationalError) and any(t in low for t in TRANSIENT_TEXT):
         return DestinationError(f"{prefix}PostgreSQL connection failed: {text}", RETRY_HINT, transient=True)
     if sqlstate.startswith("54"):       # program limit exceeded: an OperationalError to psycopg, yet no network matter
-        return DestinationError(f"{prefix}{text}", "this table exceeds a PostgreSQL limit (1,600 columns, a row's size): "
-                                "leave columns out (a view in the lake, or split the table) and rerun")
+        return DestinationError(f"{prefix}{text}", "this table exceeds a PostgreSQL limit (1,600 columns, the size of a row or of "
+                                "a key's index entry): leave columns out or shorten values (a view in the lake, or split the table) and rerun")
     if isinstance(exc, psycopg.OperationalError):
         return DestinationError(f"{prefix}{text}", "check DB_HOST, DB_PORT, DB_SSLMODE and the network")
     return DestinationError(f"{prefix}{text}", "see controle_cargas for the run; fix the data or schema and rerun")

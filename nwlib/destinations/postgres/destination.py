@@ -117,10 +117,9 @@ class PostgresDestination(BaseDestination):
                     self._schema_errors[spec.name] = str(exc)
                     continue
                 except psycopg_module().Error as exc:
-                    refused = classify(exc, self.settings, f"create or change table {spec.name}")
-                    if not getattr(exc, "sqlstate", None) or self.conn.broken or refused.transient:
-                        raise               # the connection failed, or a retry may pass: the whole step, as ever
-                    self._schema_errors[spec.name] = str(refused)
+                    if not _refuses_the_table(exc) or self.conn.broken:
+                        raise       # the connection, the server or the user's rights: the whole step, as ever
+                    self._schema_errors[spec.name] = str(classify(exc, self.settings, f"create or change table {spec.name}"))
                     continue
                 changes[spec.name] = tuple(notes)
                 if resend and spec.mode == APPEND:
@@ -192,3 +191,13 @@ class PostgresDestination(BaseDestination):
         with self.session.errors("read history"):
             self.books.ensure()
             return self.books.run_history(runs)
+
+
+# What PostgreSQL says of one table's definition (its limits, a feature it lacks, a value or name it refuses) and
+# not of the run: SQLSTATE classes 54, 0A, 22, 23 and 42 but 42501 (permission denied, which every table would meet).
+_TABLE_REFUSALS = ("54", "0A", "22", "23", "42")
+
+
+def _refuses_the_table(exc: Exception) -> bool:
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in _TABLE_REFUSALS and state != "42501"
