@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Sequence
 
 import duckdb
@@ -44,10 +45,14 @@ def hash_sql(columns: Sequence[Column], alias: str = "") -> str:
     return f"CAST(CAST(hash('{shape(columns)}', {parts}) AS HUGEINT) - 9223372036854775808 AS BIGINT)"
 
 
+# An ENUM's labels are not part of its type here: its values travel as their text, so a label added changes no row.
+_ENUM = re.compile(r"ENUM\((?:'(?:[^']|'')*'|[^)'])*\)", re.IGNORECASE)
+
+
 def shape(columns: Sequence[Column]) -> str:
     """What a row's fingerprint hashes besides its values: nwlib's format and the column names and types, in
     order (a renamed, retyped or reordered column changes every row; a new format too).  Hex only: safe in SQL text."""
-    names = "\x00".join(f"{c.name}\x01{c.type.upper()}" for c in columns)
+    names = "\x00".join(f"{c.name}\x01{_ENUM.sub('ENUM', c.type).upper()}" for c in columns)
     return hashlib.sha256(f"{_FORMAT}\x00{names}".encode()).hexdigest()[:16]
 
 
