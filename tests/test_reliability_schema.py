@@ -88,8 +88,9 @@ def test_widened_types_are_widened(lake, pg):
 def test_array_columns_of_types_postgresql_spells_otherwise_are_left_alone(make_settings, pg):
     """format_type says ``timestamp without time zone[]`` where nw says ``timestamp[]``: no change, under any policy."""
     settings = make_settings(SCHEMA_CHANGES="freeze")
-    lake_sql(settings, "CREATE TABLE ev (id INTEGER PRIMARY KEY, ts TIMESTAMP[], ms TIMESTAMP_MS[], t TIME[])",
-             "INSERT INTO ev VALUES (1, [TIMESTAMP '2024-01-01 10:00:00'], [TIMESTAMP_MS '2024-01-01 10:00:00.123'], [TIME '01:02:03'])")
+    lake_sql(settings, "CREATE TABLE ev (id INTEGER PRIMARY KEY, ts TIMESTAMP[], ms TIMESTAMP_MS[], t TIME[], b BIT[])",
+             "INSERT INTO ev VALUES (1, [TIMESTAMP '2024-01-01 10:00:00'], [TIMESTAMP_MS '2024-01-01 10:00:00.123'], [TIME '01:02:03'], "
+             "['101'::BIT])")
     for _ in range(2):
         report = sync(settings, show_progress=False)
         assert report.ok, report.failed        # the second run turned each into text (freeze: refused it)
