@@ -192,6 +192,18 @@ def display(params: dict[str, str]) -> str:
     return f"postgresql://{auth}{where}/{quote(params.get('dbname', ''), safe='')}" + (f"?{query}" if query else "")
 
 
+def userinfo_secrets(url: str) -> list[str]:
+    """What may be a password in the user information of any URL (``http://user:secret@host``, or without a
+    scheme, ``user:secret@host``): for redaction of URLs other than the database's."""
+    rest = url.strip().partition("://")[2] or url.strip()
+    return [p for p in (rest[:m.start()].partition(":")[2] for m in re.finditer("@", rest)) if p]   # whatever @ ends it
+
+
+def mask_userinfo(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` as ``scheme://user:***@`` (whatever the URL: a last line of defence)."""
+    return re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s@:]*):[^/\s@]*@", r"\1:***@", text)
+
+
 def redact_url(url: str) -> str:
     """``url`` with its password as ``***`` — also when it does not parse (then all user information goes)."""
     try:

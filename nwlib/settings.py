@@ -133,8 +133,9 @@ class Settings:
     def secrets(self) -> list[str]:
         """Values that must never appear in output, in every form they may be written in (used by redaction)."""
         found = [self.db_password, self.aws_secret_access_key, self.databricks_token, self.aws_access_key_id]
-        if self.pushgateway_url and "@" in self.pushgateway_url:      # https://user:password@gateway
-            found.append(self.pushgateway_url.split("://", 1)[-1].rsplit("@", 1)[0].partition(":")[2])
+        for url in (self.pushgateway_url, self.aws_endpoint_url, self.delta_uri, self.databricks_host):   # https://user:password@host
+            if url and "@" in url:
+                found += connstr.userinfo_secrets(url)
         if self.database_url:
             try:
                 found.append(connstr.parse_url(self.database_url).get("password"))
@@ -169,6 +170,29 @@ def _redact_one(text: str, secret: str) -> str:
     before = r"(?<![A-Za-z0-9])" if _WORD.match(secret[0]) else ""
     after = r"(?![A-Za-z0-9])" if _WORD.match(secret[-1]) else ""
     return re.sub(before + body + after, "***", text)
+
+
+def checked_endpoint(raw: str | None, name: str = "AWS_ENDPOINT_URL") -> str | None:
+    """AWS_ENDPOINT_URL as the S3 and Delta destinations use it: empty (AWS itself) or an http(s) URL."""
+    value = (raw or "").strip()
+    if value and not re.match(r"https?://[^/\s]", value, re.IGNORECASE):
+        shown = connstr.mask_userinfo(value) if "://" in value else value.rpartition("@")[2]   # never a password
+        raise ConfigError(f"{name}={shown!r} is not an http(s) URL",
+                          f"write it with its scheme, e.g. {name}=http://127.0.0.1:9000 (or leave it empty for AWS itself)")
+    return value or None
+
+
+def checked_delta_uri(raw: str | None, name: str = "DELTA_URI") -> str | None:
+    """A local folder (a path, or ``file://``) or ``s3://bucket/folder`` (``s3a://`` too): any other scheme, or a typo
+    such as ``s3:/bucket``, would have become a folder of that name under the current directory."""
+    value = (raw or "").strip()
+    if value.lower().startswith("file://"):
+        return value[len("file://"):] or None
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", value)
+    if scheme and len(scheme.group(1)) > 1 and not re.match(r"s3a?://[^/\s]", value):
+        raise ConfigError(f"{name}={connstr.mask_userinfo(value)!r} is neither a local folder nor s3://bucket/folder",
+                          f"write {name}=s3://bucket/folder (lower-case s3, two slashes) or a folder path")
+    return value or None
 
 
 def redact_url(url: str) -> str:
@@ -393,8 +417,8 @@ def _shown(settings: Settings, attr: str) -> object:
     value = getattr(settings, attr)
     if value is None:
         return None
-    if attr == "database_url":
-        return redact_url(value)
+    if attr in _URL_FIELDS:
+        return redact_url(value) if attr == "database_url" else connstr.mask_userinfo(settings.redact(value))
     if attr in _SECRET_FIELDS:
         return "***"
     if isinstance(value, Path):
@@ -418,6 +442,7 @@ def _resolve_paths(s: Settings, explicit_lake: bool) -> Settings:
 
 
 _SECRET_FIELDS = frozenset(f.name for f in fields(Settings) if not f.repr)
+_URL_FIELDS = frozenset({"database_url", "pushgateway_url", "aws_endpoint_url", "delta_uri", "databricks_host"})   # shown without a password
 
 
 def describe(settings: Settings) -> dict[str, str]:

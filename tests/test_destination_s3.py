@@ -189,6 +189,19 @@ def test_s3_errors_are_one_line(s3_env, monkeypatch, capsys):
     assert out.err.count("\n") == 1 and "Traceback" not in out.err and "testing-secret" not in out.err
 
 
+def test_a_password_in_the_endpoint_url_is_never_shown(s3_env, monkeypatch, capsys):
+    env = {**s3_env, "AWS_ENDPOINT_URL": s3_env["AWS_ENDPOINT_URL"].replace("http://", "http://minio:En6pointPass@")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bootstrap(load_settings(env=env, dotenv=None).duckdb_path, scale=0.01, seed=1)
+    assert main(["sync", "--no-progress", "--env-file", "/nonexistent"]) == 0
+    main(["status", "--env-file", "/nonexistent"])
+    main(["config", "--env-file", "/nonexistent"])
+    out = capsys.readouterr()
+    assert "En6pointPass" not in out.out + out.err       # status's header and nw config printed it
+    assert "minio:***@" in out.out
+
+
 def test_s3_bad_credentials_are_one_line(moto_server_strict, s3_env):
     env = {**s3_env, "AWS_ENDPOINT_URL": moto_server_strict, "MAX_RETRIES": "0"}
     bootstrap(load_settings(env=env, dotenv=None).duckdb_path, scale=0.01, seed=1)

@@ -1,6 +1,7 @@
 """Settings: environment and .env precedence, paths, DSNs, one-line errors, no secrets in output."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,51 @@ def test_passwords_never_in_repr_describe_or_redacted_urls():
     assert "s3cr3t" not in redact_url("postgresql://u@h/db?password=s3cr3t")
     s = load_settings(env={"DATABASE_URL": url}, dotenv=None)
     assert describe(s)["database_url"] == "***"
+
+
+def test_passwords_in_other_urls_are_secrets_too():
+    """An endpoint, gateway or Delta URL may carry user:password@ (a MinIO behind basic auth): masked everywhere."""
+    from nwlib.settings import effective_settings
+
+    env = {"AWS_ENDPOINT_URL": f"http://minio:{SECRET}@127.0.0.1:9000", "PUSHGATEWAY_URL": "https://u:Gat3wayPass@gw:9091",
+           "DESTINATION_TYPE": "S3", "S3_BUCKET_NAME": "b"}
+    s = load_settings(env=env, dotenv=None)
+    line = f"Invalid endpoint: http://minio:{SECRET}@127.0.0.1:9000 and https://u:Gat3wayPass@gw:9091"
+    assert SECRET not in s.redact(line) and "Gat3wayPass" not in s.redact(line)
+    shown = {e.variable: str(e.value) for e in effective_settings(env=env, dotenv=None)}
+    assert shown["AWS_ENDPOINT_URL"] == "http://minio:***@127.0.0.1:9000" and "Gat3wayPass" not in shown["PUSHGATEWAY_URL"]
+
+
+@pytest.mark.parametrize("variable, raw, expected", [
+    ("AWS_ENDPOINT_URL", "127.0.0.1:9000", "is not an http(s) URL"),
+    ("AWS_ENDPOINT_URL", f"minio:{SECRET}@127.0.0.1:9000", "is not an http(s) URL"),
+    ("DELTA_URI", "gs://bucket/lake", "neither a local folder nor s3://bucket/folder"),
+    ("DELTA_URI", "S3://bucket/lake", "neither a local folder nor s3://bucket/folder"),
+    ("DELTA_URI", "s3:/bucket/lake", "neither a local folder nor s3://bucket/folder"),
+])
+def test_a_malformed_object_store_location_is_one_line_for_the_destination_that_uses_it(variable, raw, expected, tmp_path,
+                                                                                       monkeypatch):
+    """Checked by the S3 and Delta destinations (a stale value does not stop a PostgreSQL sync); before, an endpoint
+    without a scheme was an 'unexpected error' (exit 70) printing the URL as written, and a Delta URI of another
+    scheme became a folder of that name under the current directory."""
+    from nwlib.destinations import create
+
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    env = {"DESTINATION_TYPE": "S3" if variable == "AWS_ENDPOINT_URL" else "DELTA", "S3_BUCKET_NAME": "b",
+           "DELTA_URI": "s3://b/d", "DESTINATION_PATH": str(tmp_path), variable: raw}
+    with pytest.raises(ConfigError, match=re.escape(expected)) as err:
+        create(load_settings(env=env, dotenv=None))
+    assert SECRET not in str(err.value) and variable in str(err.value) and err.value.exit_code == 2
+    assert load_settings(env={**env, "DESTINATION_TYPE": "POSTGRES"}, dotenv=None)      # a PostgreSQL sync does not read it
+    assert list((tmp_path / "cwd").iterdir()) == []
+
+
+def test_a_delta_uri_of_file_scheme_is_that_folder(tmp_path):
+    from nwlib.destinations import create
+
+    dest = create(load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": f"file://{tmp_path}/d"}, dotenv=None))
+    assert dest.root == f"{tmp_path}/d"
 
 
 def test_settings_are_frozen():

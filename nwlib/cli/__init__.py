@@ -51,7 +51,7 @@ def _run(args, interrupted) -> int:
         # (--watch / --every end with Ctrl-C by design: that is their normal stop.)
         return say_interrupted() if interrupted and interrupted.is_set() and not getattr(args, "watching", False) else code
     except NwError as exc:
-        print(f"nw: error: {exc}", file=sys.stderr)
+        print(f"nw: error: {_redacted(args, str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return say_interrupted()
@@ -62,6 +62,19 @@ def _run(args, interrupted) -> int:
             return say_interrupted()
         if os.environ.get("NW_DEBUG"):
             raise
-        print(f"nw: unexpected error: {type(exc).__name__}: {first_line(exc)} "
+        print(f"nw: unexpected error: {type(exc).__name__}: {_redacted(args, first_line(exc))} "
               "(set NW_DEBUG=1 for the traceback and report it)", file=sys.stderr)
         return 70
+
+
+def _redacted(args, line: str) -> str:
+    """The last line of defence before stderr: every secret the settings know of, and any URL's password, masked.
+    (Errors are written redacted; a library's own message may not be.)"""
+    from ..connstr import mask_userinfo
+    from ..settings import load_settings
+
+    line = mask_userinfo(line)
+    try:
+        return load_settings(dotenv=getattr(args, "env_file", None)).redact(line)
+    except Exception:  # noqa: BLE001 - settings that do not load: the URL mask is what there is
+        return line

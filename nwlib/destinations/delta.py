@@ -34,7 +34,8 @@ from ..fingerprint import COLUMN as FP
 from ..model import APPEND, MERGE, OK, REPLACE, Column, ForeignKey, TableReport, TableSpec, TableState, Watermark
 from ..readback import file_exprs
 from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, merge_ledger_rows, newest_runs, now, report_row
-from ..settings import Settings
+from ..connstr import mask_userinfo
+from ..settings import Settings, checked_delta_uri, checked_endpoint
 from .base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from .objectstore import FileLock, S3Lock, boto3_client, delta_storage_options, errors_as_one_line, parse_s3_uri, prepare_files
 
@@ -122,25 +123,30 @@ class DeltaDestination(BaseDestination):
     capabilities = CAPABILITIES
 
     def __init__(self, settings: Settings):
-        if not settings.delta_uri:
+        uri = checked_delta_uri(settings.delta_uri)
+        if not uri:
             raise ConfigError("DELTA_URI is not set", "set DELTA_URI to a folder or to s3://bucket/folder")
         self.settings = settings
-        self.root = settings.delta_uri.rstrip("/")
+        self.root = uri.rstrip("/")
         self.remote = self.root.startswith(("s3://", "s3a://"))
         if self.remote:
+            checked_endpoint(settings.aws_endpoint_url)
             self.s3 = parse_s3_uri(self.root)
             self.storage_options = delta_storage_options(settings)
             self._client = None
         else:
             self.root = str(Path(self.root).expanduser().resolve())
             self.storage_options = None
+            if Path(self.root).exists() and not Path(self.root).is_dir():
+                raise ConfigError(f"DELTA_URI={self.root} is a file, not a folder",
+                                  "point DELTA_URI at a folder (made if missing) or at s3://bucket/folder")
         self._needs_full: set[str] = set()
         self._overwrite: set[str] = set()
         self._schema_errors: dict[str, str] = {}
 
     # --- plumbing ------------------------------------------------------------------
     def describe(self) -> str:
-        where = f" at {self.settings.aws_endpoint_url}" if self.remote and self.settings.aws_endpoint_url else ""
+        where = f" at {mask_userinfo(self.settings.aws_endpoint_url)}" if self.remote and self.settings.aws_endpoint_url else ""
         return f"Delta Lake {self.root}{where}"
 
     def uri(self, table: str) -> str:

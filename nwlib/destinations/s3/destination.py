@@ -27,7 +27,8 @@ from ...fingerprint import COLUMN as FP
 from ...model import MERGE, OK, REPLACE, Column, ForeignKey, TableReport, TableSpec, TableState, Watermark
 from ...readback import file_exprs
 from ...records import ledger_row, now, report_row
-from ...settings import Settings
+from ...connstr import mask_userinfo
+from ...settings import Settings, checked_endpoint
 from ...sql import ident
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
 from ..objectstore import S3Location, S3Lock, boto3_client, duckdb_s3, errors_as_one_line, prepare_files, pyarrow_s3
@@ -53,6 +54,7 @@ class S3Destination(BaseDestination):
     def __init__(self, settings: Settings, use_httpfs: bool | None = None):
         if not settings.s3_bucket_name:
             raise ConfigError("S3_BUCKET_NAME is not set", "set S3_BUCKET_NAME (and AWS_* credentials) for DESTINATION_TYPE=S3")
+        checked_endpoint(settings.aws_endpoint_url)
         self.settings = settings
         self.loc = S3Location(settings.s3_bucket_name, settings.s3_prefix or "")
         self.client = boto3_client(settings)
@@ -70,7 +72,7 @@ class S3Destination(BaseDestination):
 
     # --- plumbing ------------------------------------------------------------------
     def describe(self) -> str:
-        where = f" at {self.settings.aws_endpoint_url}" if self.settings.aws_endpoint_url else ""
+        where = f" at {mask_userinfo(self.settings.aws_endpoint_url)}" if self.settings.aws_endpoint_url else ""
         return f"S3 {self.loc.url()}{where}"
 
     def _errors(self, where: str) -> AbstractContextManager[None]:
