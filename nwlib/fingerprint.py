@@ -41,12 +41,21 @@ _PROBE = ("1::BIGINT", "'nw ação'::VARCHAR", "1.25::DOUBLE", "12.34::DECIMAL(1
 def hash_sql(columns: Sequence[Column], alias: str = "") -> str:
     """DuckDB expression: the fingerprint (signed BIGINT) of a row with these columns."""
     prefix = f"{alias}." if alias else ""
-    parts = ", ".join(send_expr(prefix + ident(c.name), c.type) for c in columns)
+    parts = ", ".join(_part(prefix + ident(c.name), c.type) for c in columns)
     return f"CAST(CAST(hash('{shape(columns)}', {parts}) AS HUGEINT) - 9223372036854775808 AS BIGINT)"
 
 
 # An ENUM's labels are not part of its type here: its values travel as their text, so a label added changes no row.
 _ENUM = re.compile(r"ENUM\((?:'(?:[^']|'')*'|[^)'])*\)", re.IGNORECASE)
+
+
+def _part(column_sql: str, duck_type: str) -> str:
+    """A column's share of the fingerprint: its sent form, and for a list whether it is NULL (DuckDB hashes a NULL
+    list and an empty one alike, and PostgreSQL keeps them apart)."""
+    sent = send_expr(column_sql, duck_type)
+    if duck_type.rstrip().endswith("]"):
+        return f"{sent}, {column_sql} IS NULL"
+    return sent
 
 
 def shape(columns: Sequence[Column]) -> str:
