@@ -198,6 +198,21 @@ def test_delta_full_replace_table_and_nw_status(tmp_path, monkeypatch, capsys):
     assert f"Delta Lake {tmp_path / 'd'}" in out and out.count(" ok") >= 4 and "never" not in out
 
 
+def test_delta_deletes_keep_the_recorded_fingerprint_sum_true(tmp_path):
+    env = {"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+           "DESTINATION_PATH": str(tmp_path)}
+    settings = load_settings(env=env, dotenv=None)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
+        con.execute("INSERT INTO t SELECT i, 'v' || i FROM range(10000) r(i)")
+    assert sync(settings, show_progress=False).ok
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("DELETE FROM t WHERE id < 5000")
+    assert sync(settings, show_progress=False).tables[0].deleted == 5000
+    assert [t.sync for t in status(settings).tables] == ["in sync"]      # "differs": an int64 sum of 5,000 fingerprints wrapped
+    assert sync(settings, show_progress=False).tables[0].notes == ()     # and every run compared the whole table again
+
+
 def test_delta_partition_column(tmp_path):
     from deltalake import DeltaTable
 
