@@ -213,6 +213,25 @@ def test_delta_deletes_keep_the_recorded_fingerprint_sum_true(tmp_path):
     assert sync(settings, show_progress=False).tables[0].notes == ()     # and every run compared the whole table again
 
 
+def test_delta_refuses_an_empty_string_in_its_partition_column(tmp_path):
+    settings = load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+                                  "DESTINATION_PATH": str(tmp_path), "PARTITION_COLUMNS": "t=cat"}, dotenv=None)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, cat VARCHAR)")
+        con.execute("INSERT INTO t VALUES (1, ''), (2, 'a'), (3, NULL)")
+    for broken, fixed in ((1, "b"), (2, "a")):       # the first load, then a merge into the table the fixed lake made
+        r = sync(settings, show_progress=False).tables[0]
+        assert r.status == "failed" and "column 'cat' (its PARTITION_COLUMNS column) holds an empty string" in r.error, r.error
+        assert "Delta" in r.error and "Traceback" not in r.error       # it arrived as NULL, status saying in sync
+        if broken == 2:
+            assert read_table(settings, "t").sort_by("id").column("cat").to_pylist() == ["b", "a", None]   # nothing of it written
+        with duckdb.connect(str(settings.duckdb_path)) as con:
+            con.execute("UPDATE t SET cat = ? WHERE id = ?", [fixed, broken])
+        assert sync(settings, show_progress=False).ok and all(c.ok for c in verify(settings))
+        with duckdb.connect(str(settings.duckdb_path)) as con:
+            con.execute("UPDATE t SET cat = '' WHERE id = 2")
+
+
 def test_delta_partition_column(tmp_path):
     from deltalake import DeltaTable
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,24 +75,49 @@ def delta_type(t: pa.DataType) -> pa.DataType:
 
 
 def delta_reader(reader: pa.RecordBatchReader, table: str, progress: Progress | None,
-                 existing: pa.Schema | None = None) -> pa.RecordBatchReader:
+                 existing: pa.Schema | None = None, partition: str | None = None,
+                 refused: list[DestinationError] | None = None) -> pa.RecordBatchReader:
     """``reader`` with Delta-compatible types, reporting progress as batches pass.
 
     ``existing``: the Delta table's schema; its columns the rows lack (dropped in
-    the lake, kept here) are added empty, so the rows written leave them empty."""
+    the lake, kept here) are added empty, so the rows written leave them empty.
+    ``partition``: the table's partition column, whose empty text Delta would read back as NULL: refused, the
+    error also put in ``refused`` (delta-rs, reading the batches, wraps it in its own words)."""
+    import pyarrow.compute as pc
+
     target = pa.schema([pa.field(f.name, delta_type(f.type)) for f in reader.schema])
     padding = [f for f in (existing or []) if f.name not in target.names]
     out = pa.schema(list(target) + padding)
+    field = target.field(partition) if partition in target.names else None
+    text_partition = partition if field is not None and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)) else None
 
     def batches():
         for b in reader:
             if progress and b.num_rows:
                 progress(table, b.num_rows)
+            if text_partition and b.num_rows and pc.any(pc.equal(b.column(text_partition), "")).as_py():
+                error = DestinationError(f"table {table!r} column {text_partition!r} (its PARTITION_COLUMNS column) holds an empty "
+                                         "string, which Delta reads back as NULL",
+                                         "replace '' in the lake with NULL or a value, or partition by another column, and rerun")
+                if refused is not None:
+                    refused.append(error)
+                raise error
             b = b if b.schema == target else b.cast(target)
             if padding:
                 b = pa.RecordBatch.from_arrays(b.columns + [pa.nulls(b.num_rows, f.type) for f in padding], schema=out)
             yield b
     return pa.RecordBatchReader.from_batches(out, batches())
+
+
+@contextlib.contextmanager
+def _refusal_first(refused: list[DestinationError]) -> Iterator[None]:
+    """A refusal :func:`delta_reader` raised while delta-rs read the rows, in its own words (not delta-rs's)."""
+    try:
+        yield
+    except Exception:
+        if refused:
+            raise refused[0] from None
+        raise
 
 
 def folder(table: str) -> str:
@@ -335,22 +360,27 @@ class DeltaDestination(BaseDestination):
                 reader = pa.RecordBatchReader.from_batches(schema, [])
             mode = "overwrite" if overwrite and dt is not None else "append"
             column = self.settings.partition_columns.get(spec.name)
-            dl.write_deltalake(self.uri(spec.name), delta_reader(reader, spec.name, count), mode=mode,
-                               partition_by=[column] if column and (dt is None or mode == "overwrite") else None,
-                               schema_mode="overwrite" if mode == "overwrite" else ("merge" if dt is not None else None),
-                               storage_options=self.storage_options, commit_properties=props)
+            refused: list[DestinationError] = []
+            with _refusal_first(refused):
+                dl.write_deltalake(self.uri(spec.name), delta_reader(reader, spec.name, count, partition=column, refused=refused),
+                                   mode=mode, partition_by=[column] if column and (dt is None or mode == "overwrite") else None,
+                                   schema_mode="overwrite" if mode == "overwrite" else ("merge" if dt is not None else None),
+                                   storage_options=self.storage_options, commit_properties=props)
             return counted[0], 0
         names = set(_arrow_schema(dt).names)
         on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in spec.primary_key)
         rest = [c for c in spec.non_key_columns]
-        source = delta_reader(read(cs), spec.name, progress, _arrow_schema(dt))
+        refused: list[DestinationError] = []
+        source = delta_reader(read(cs), spec.name, progress, _arrow_schema(dt), partition=self.settings.partition_columns.get(spec.name),
+                              refused=refused)
         merger = dt.merge(source, predicate=on, source_alias="s", target_alias="t", merge_schema=True, commit_properties=props)
         if rest and all(c in names for c in rest):
             differs = " OR ".join(f"(t.{_q(c)} IS DISTINCT FROM s.{_q(c)})" for c in rest)
             merger = merger.when_matched_update_all(predicate=differs)
         elif rest:
             merger = merger.when_matched_update_all()  # a new column: every matched row gets it
-        m = merger.when_not_matched_insert_all().execute()
+        with _refusal_first(refused):
+            m = merger.when_not_matched_insert_all().execute()
         return int(m.get("num_target_rows_inserted", 0)), int(m.get("num_target_rows_updated", 0))
 
     # --- fingerprints and deletes -----------------------------------------------------
