@@ -202,6 +202,28 @@ def test_a_password_in_the_endpoint_url_is_never_shown(s3_env, monkeypatch, caps
     assert "minio:***@" in out.out
 
 
+def test_s3_a_renamed_key_column_is_rebuilt_by_the_advised_full_refresh(s3_env):
+    settings = load_settings(env=s3_env, dotenv=None)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
+        con.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    assert sync(settings, show_progress=False).ok
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("ALTER TABLE t RENAME id TO key")
+        con.execute("INSERT INTO t VALUES (3, 'c')")
+    stopped = sync(settings, show_progress=False).tables[0]
+    assert stopped.status == "failed" and "nw sync --full-refresh --tables t" in stopped.error
+    rebuilt = sync(settings, tables=["t"], full_refresh=True, show_progress=False)   # failed: the new key read in the old files
+    assert rebuilt.ok, rebuilt.failed
+    assert all(c.ok for c in verify(settings))
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("UPDATE t SET v = 'z' WHERE key = 2")
+        con.execute("DELETE FROM t WHERE key = 1")
+    after = sync(settings, show_progress=False).tables[0]
+    assert (after.inserted, after.updated, after.deleted) == (0, 1, 1)
+    assert all(c.ok for c in verify(settings))
+
+
 def test_s3_bad_credentials_are_one_line(moto_server_strict, s3_env):
     env = {**s3_env, "AWS_ENDPOINT_URL": moto_server_strict, "MAX_RETRIES": "0"}
     bootstrap(load_settings(env=env, dotenv=None).duckdb_path, scale=0.01, seed=1)

@@ -36,7 +36,8 @@ from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, merge_ledger_row
 from ..connstr import mask_userinfo
 from ..settings import Settings, checked_delta_uri, checked_endpoint
 from .base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
-from .objectstore import FileLock, S3Lock, boto3_client, delta_storage_options, errors_as_one_line, parse_s3_uri, prepare_files
+from .objectstore import (FileLock, S3Lock, boto3_client, delta_storage_options, errors_as_one_line, nothing_held, parse_s3_uri,
+                          prepare_files, rekeyed)
 
 APP_ID = "nwlib:{table}"
 META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS, META_LEDGER = "nw_watermark", "nw_run_id", "nw_token", "nw_columns", "nw_ledger"
@@ -166,6 +167,7 @@ class DeltaDestination(BaseDestination):
                                   "point DELTA_URI at a folder (made if missing) or at s3://bucket/folder")
         self._needs_full: set[str] = set()
         self._overwrite: set[str] = set()
+        self._rekeyed: set[str] = set()
         self._schema_errors: dict[str, str] = {}
 
     # --- plumbing ------------------------------------------------------------------
@@ -266,11 +268,11 @@ class DeltaDestination(BaseDestination):
             if spec.name == LEDGER_TABLE:
                 return f"lake table {spec.name!r} collides with nwlib's run history table — rename the lake table"
             return None
-        notes, rewrite, self._schema_errors = prepare_files(
-            specs, {s.name: {c.name: c.type for c in states[s.name].columns} for s in specs}, full_refresh,
-            self.settings.partition_columns, reserved)
+        stored = {s.name: {c.name: c.type for c in states[s.name].columns} for s in specs}
+        notes, rewrite, self._schema_errors = prepare_files(specs, stored, full_refresh, self.settings.partition_columns, reserved)
         # a type change: the table is written again, with the new schema
         self._needs_full, self._overwrite = set(rewrite), set(full_refresh) | rewrite
+        self._rekeyed = rekeyed(specs, stored, self._overwrite)
         return notes
 
     def schema_errors(self) -> dict[str, str]:
@@ -386,8 +388,8 @@ class DeltaDestination(BaseDestination):
     # --- fingerprints and deletes -----------------------------------------------------
     def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
         dt = self._table(spec.name)
-        if dt is None:
-            return pa.table({k: pa.array([], pa.string()) for k in (*spec.primary_key, FP)}).to_reader()
+        if dt is None or spec.name in self._rekeyed:
+            return nothing_held(spec)
         with self._errors(f"read {spec.name}"):
             dataset = dt.to_pyarrow_dataset()
             if FP in dataset.schema.names:

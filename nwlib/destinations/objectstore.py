@@ -333,6 +333,22 @@ def column_changes(spec, old: dict[str, str], full_refresh: bool, partition_colu
     return tuple(notes), rewrite or (full_refresh and bool(notes))
 
 
+def rekeyed(specs, old_columns, rewritten: set[str]) -> set[str]:
+    """Tables written again whole this run whose files lack a key column (renamed in the lake): what they hold
+    cannot be read by the new key, and need not be: the rewrite replaces it (see :func:`nothing_held`)."""
+    return {s.name for s in specs if s.name in rewritten and old_columns.get(s.name)
+            and any(k not in old_columns[s.name] for k in s.primary_key)}
+
+
+def nothing_held(spec):
+    """The (key, fingerprint) rows of a table that holds none (or none the run can compare against)."""
+    import pyarrow as pa
+
+    from ..fingerprint import COLUMN as FP
+
+    return pa.table({k: pa.array([], pa.string()) for k in (*spec.primary_key, FP)}).to_reader()
+
+
 def prepare_files(specs, old_columns, full_refresh: frozenset[str], partition_columns,
                   reserved) -> tuple[dict[str, tuple[str, ...]], set[str], dict[str, str]]:
     """What a file-based destination's ``prepare`` decides for each table, by :func:`column_changes`.

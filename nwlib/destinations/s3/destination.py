@@ -31,7 +31,8 @@ from ...connstr import mask_userinfo
 from ...settings import Settings, checked_endpoint
 from ...sql import ident
 from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
-from ..objectstore import S3Location, S3Lock, boto3_client, duckdb_s3, errors_as_one_line, prepare_files, pyarrow_s3
+from ..objectstore import (S3Location, S3Lock, boto3_client, duckdb_s3, errors_as_one_line, nothing_held, prepare_files, pyarrow_s3,
+                           rekeyed)
 from .history import History
 from .keys import KeySets
 from .layout import META_COLUMNS, OP, RUN, SEQ, STATE_DIR, current_rows_sql
@@ -63,6 +64,7 @@ class S3Destination(BaseDestination):
         self._httpfs = False
         self._needs_full: set[str] = set()
         self._snapshot: set[str] = set()
+        self._rekeyed: set[str] = set()
         self._schema_errors: dict[str, str] = {}
         self._tmp = Path(tempfile.mkdtemp(prefix="nw_s3_"))
         self.state = StateStore(self.client, self.loc, self._errors)
@@ -143,11 +145,11 @@ class S3Destination(BaseDestination):
             if spec.name == STATE_DIR or any(c in META_COLUMNS for c in spec.column_names):
                 return f"table {spec.name!r} uses a name nwlib's S3 layout reserves ({STATE_DIR}, {', '.join(META_COLUMNS)}) — rename it in the lake"
             return None
-        notes, rewrite, self._schema_errors = prepare_files(
-            specs, {s.name: {c["name"]: c["type"] for c in tables.get(s.name, {}).get("columns", [])} for s in specs}, full_refresh,
-            self.settings.partition_columns, reserved)
+        stored = {s.name: {c["name"]: c["type"] for c in tables.get(s.name, {}).get("columns", [])} for s in specs}
+        notes, rewrite, self._schema_errors = prepare_files(specs, stored, full_refresh, self.settings.partition_columns, reserved)
         # a type change: every current row written again (a new snapshot), with the new types
         self._needs_full, self._snapshot = set(rewrite), set(full_refresh) | rewrite
+        self._rekeyed = rekeyed(specs, stored, self._snapshot)
         return notes
 
     def schema_errors(self) -> dict[str, str]:
@@ -242,6 +244,8 @@ class S3Destination(BaseDestination):
 
     # --- fingerprints and deletes ----------------------------------------------------
     def fingerprints(self, spec: TableSpec) -> pa.RecordBatchReader:
+        if spec.name in self._rekeyed:
+            return nothing_held(spec)
         table = self.keysets.ensure(spec)
         return self._duck().execute(f"SELECT * FROM {table}").to_arrow_reader(self.settings.batch_size)
 
