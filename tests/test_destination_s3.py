@@ -202,6 +202,20 @@ def test_a_password_in_the_endpoint_url_is_never_shown(s3_env, monkeypatch, caps
     assert "minio:***@" in out.out
 
 
+def test_s3_a_table_written_again_whole_is_in_sync_after(s3_env):
+    settings = load_settings(env=s3_env, dotenv=None)
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
+        con.execute("INSERT INTO t SELECT i, i FROM range(100) r(i)")
+    assert sync(settings, show_progress=False).ok
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("ALTER TABLE t ALTER v TYPE VARCHAR")              # a type change: the table is written again whole
+    for full_refresh in (False, True):
+        assert sync(settings, full_refresh=full_refresh, show_progress=False).ok
+        assert [t.sync for t in status(settings).tables] == ["in sync"]      # "unknown": the state recorded 0 rows, or no sum
+        assert sync(settings, show_progress=False).tables[0].notes == ()      # "recorded state corrected" on every run
+
+
 def test_s3_a_renamed_key_column_is_rebuilt_by_the_advised_full_refresh(s3_env):
     settings = load_settings(env=s3_env, dotenv=None)
     with duckdb.connect(str(settings.duckdb_path)) as con:

@@ -48,19 +48,22 @@ class DeleteResult:
     held_back: int = 0                   # keys kept because rows the run did not remove still reference them
 
 
-def state_to_store(cs: ChangeSet, inserted: int, rows_before: int) -> TableState:
+def state_to_store(cs: ChangeSet, inserted: int, rows_before: int, whole: bool = False) -> TableState:
     """The state a destination records with a change set's rows.
 
     The engine expected ``cs.inserts`` new keys (from what it believed the
     destination held); when the destination inserted another number, that
     belief was wrong, so the fingerprint sum is stored as unknown and the next
-    run compares row by row again instead of trusting it."""
+    run compares row by row again instead of trusting it.  ``whole``: the
+    destination replaced the table with the rows sent (a full refresh or a
+    rewrite of a file-based table): it holds those rows, all of them written."""
     after = cs.state_after
     if cs.spec.mode == APPEND:
         return replace(after, watermark=cs.watermark_after, row_count=inserted if cs.full else rows_before + inserted,
                        columns=cs.spec.columns, loaded=True, fingerprint_sum=None)
-    trusted = inserted == cs.inserts or cs.spec.mode == REPLACE
-    count = inserted if cs.spec.mode == REPLACE else rows_before + inserted
+    whole = whole or cs.spec.mode == REPLACE
+    trusted = inserted == cs.rows if whole else inserted == cs.inserts
+    count = inserted if whole else rows_before + inserted
     return replace(after, watermark=cs.watermark_after, row_count=count, columns=cs.spec.columns, loaded=True,
                    fingerprint_sum=after.fingerprint_sum if trusted else None)
 

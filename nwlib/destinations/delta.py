@@ -346,7 +346,7 @@ class DeltaDestination(BaseDestination):
                 return int(m.get("num_target_rows_inserted", m.get("num_added_rows", 0))), int(m.get("num_target_rows_updated", 0))
         overwrite = spec.mode == REPLACE or (cs.full and spec.name in self._overwrite)
         before = 0 if dt is None or overwrite else dt.count()
-        expected = state_to_store(cs, cs.inserts if spec.mode == MERGE else cs.rows, before)
+        expected = state_to_store(cs, cs.rows if overwrite or spec.mode != MERGE else cs.inserts, before, whole=overwrite)
         props = self._commit(spec, expected, run_id, token, dt, spec.mode + (" full" if cs.full else " incremental"), cs.watermark_before)
         if dt is None or overwrite or spec.mode == APPEND or cs.rows == 0 or (cs.full and dt.count() == 0):
             counted = [0]

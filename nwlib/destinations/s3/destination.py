@@ -222,7 +222,7 @@ class S3Destination(BaseDestination):
             before = 0 if snapshot else int(info.get("row_count", 0))
             if snapshot:
                 info["base_seq"] = seq
-            stored = state_to_store(cs, ins, before)
+            stored = state_to_store(cs, ins, before, whole=snapshot)
             info.update(watermark=cs.watermark_after.to_json(), loaded=True, mode=spec.mode, key=list(spec.primary_key),
                         columns=[{"name": c.name, "type": c.type} for c in spec.columns], run_id=run_id,
                         row_count=stored.row_count, fingerprint_version=stored.fingerprint_version, revision=stored.revision,
