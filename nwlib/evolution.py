@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .errors import SchemaChangeError
+from .fingerprint import COLUMN as FP
 from .model import Column, TableSpec
 from .settings import DISCARD, FREEZE
 
@@ -96,6 +97,18 @@ def apply_policy(spec: TableSpec, policy: str, last_sent: Sequence[Column], full
         if added:
             return replace(spec, columns=tuple(c for c in spec.columns if c.name not in added))
     return spec
+
+
+def as_sent(spec: TableSpec, policy: str, last_sent: Sequence[Column]) -> TableSpec:
+    """``spec`` with the columns the destination was given: without the lake columns SCHEMA_CHANGES=discard leaves
+    out, which `nw verify` and `nw status` then leave out too (the spec itself under any other policy, or when
+    the policy would stop the table)."""
+    if policy != DISCARD:
+        return spec
+    try:
+        return apply_policy(spec, policy, tuple(c for c in last_sent if c.name != FP), False)
+    except SchemaChangeError:
+        return spec
 
 
 def discarded(spec: TableSpec, sent: TableSpec) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import cdc, destinations, fingerprint
+from . import cdc, destinations, evolution, fingerprint
 from .destinations.base import Destination
 from .errors import LastRunFailed, TablesBehind, split_hint
 from .lake import open_lake
@@ -142,8 +142,8 @@ def status(settings: Settings, destination: Destination | None = None, history_l
                 last[row["tabela_nome"]] = row
             rows = []
             for name in plan.order:
-                spec = plan.specs[name]
                 st = states[name]
+                spec = evolution.as_sent(plan.specs[name], settings.schema_policy(name), st.columns)
                 lake_rows, sync = compare_state(con, spec, st)
                 src_max = None
                 if spec.incremental_column:

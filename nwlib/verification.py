@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from . import destinations
+from . import destinations, evolution
 from .destinations.base import Destination
 from .lake import LAKE_ALIAS, open_lake
 from .model import TableSpec
@@ -80,7 +80,10 @@ def verify(settings: Settings, tables: Iterable[str] | None = None, destination:
         plan = read_plan(settings, con, tables)
         dest = destination or destinations.create(settings)
         try:
-            return [check_table(con, dest, plan.specs[t]) for t in plan.order if not plan.specs[t].problem]
+            checked = [t for t in plan.order if not plan.specs[t].problem]
+            states = dest.states(checked)
+            return [check_table(con, dest, evolution.as_sent(plan.specs[t], settings.schema_policy(t), states[t].columns))
+                    for t in checked]
         finally:
             if destination is None:
                 dest.close()

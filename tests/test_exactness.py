@@ -259,6 +259,20 @@ def test_7_freeze_stops_only_that_table_and_discard_ignores_new_columns(make_set
     assert counts(evolved["t"]) == (0, 1, 0) and equal(settings)
 
 
+def test_7_under_discard_verify_and_status_compare_what_was_sent(make_settings, pg):
+    from nwlib.status import status
+
+    settings = make_settings(SCHEMA_CHANGES="discard")
+    lake(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER)", "INSERT INTO t VALUES (1, 1), (2, 2)")
+    run(settings)
+    lake(settings, "ALTER TABLE t ADD COLUMN x VARCHAR DEFAULT 'new'", "UPDATE t SET a = 5 WHERE id = 1")
+    assert counts(run(settings)["t"]) == (0, 1, 0)
+    assert equal(settings)              # verify stopped: column "x" does not exist (S3/Delta: every row different)
+    assert [t.sync for t in status(settings).tables] == ["in sync"]      # "differs", on every run
+    pg.execute(f'UPDATE "{settings.db_schema}".t SET a = 9 WHERE id = 2')
+    assert not equal(settings)          # and still sees a difference in what was sent
+
+
 def test_7_discard_leaves_the_local_copy_with_what_was_sent(make_settings, pg):
     """Under SCHEMA_CHANGES=discard, a table sent whole (most of a large table changed) leaves the local copy
     holding the fingerprints the destination holds (of the columns sent, not the lake's new one), so the next run
