@@ -238,6 +238,16 @@ def test_s3_a_renamed_key_column_is_rebuilt_by_the_advised_full_refresh(s3_env):
     assert all(c.ok for c in verify(settings))
 
 
+def test_s3_a_malformed_bucket_name_or_endpoint_says_what_is_wrong(s3_env):
+    bootstrap(load_settings(env=s3_env, dotenv=None).duckdb_path, scale=0.01, seed=1)
+    with pytest.raises(DestinationError, match='Invalid bucket name "Bad_Bucket!"') as err:   # was "Parameter validation failed: —"
+        sync(load_settings(env={**s3_env, "S3_BUCKET_NAME": "Bad_Bucket!"}, dotenv=None), show_progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DestinationError, match="AWS_ENDPOINT_URL is not a URL boto3 can use") as err:
+        sync(load_settings(env={**s3_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:99999"}, dotenv=None), show_progress=False)
+    assert "controle_cargas" not in str(err.value)
+
+
 def test_s3_bad_credentials_are_one_line(moto_server_strict, s3_env):
     env = {**s3_env, "AWS_ENDPOINT_URL": moto_server_strict, "MAX_RETRIES": "0"}
     bootstrap(load_settings(env=env, dotenv=None).duckdb_path, scale=0.01, seed=1)

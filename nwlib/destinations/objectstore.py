@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..connstr import mask_userinfo
 from ..errors import ConfigError, DestinationError, NwError, SourceModelError, SyncInProgress, first_line, missing_dependency
 from ..model import APPEND
 from ..records import now
@@ -145,6 +146,8 @@ def classify(exc: BaseException, settings: Settings, where: str, what: str) -> D
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
     text = settings.redact(first_line(exc))
+    if text.rstrip().endswith(":"):      # botocore: "Parameter validation failed:", the reason on the next line
+        text = settings.redact(" ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:300])
     low = settings.redact(_causes(exc)).lower()   # delta-rs puts the cause on later lines; only the first is shown
     prefix = f"{where}: " if where else ""
     if code in ("NoSuchBucket",) or "nosuchbucket" in low or "bucket does not exist" in low or code == "404" and "bucket" in where:
@@ -156,9 +159,12 @@ def classify(exc: BaseException, settings: Settings, where: str, what: str) -> D
     if code in ("AccessDenied", "403", "AllAccessDisabled") or "access denied" in low or "forbidden" in low:
         return DestinationError(f"{prefix}access denied to {what}", "grant the credentials s3:GetObject/PutObject/ListBucket/DeleteObject there")
     name = type(exc).__name__
+    if ("custom endpoint" in low and "not a valid uri" in low) or "invalid endpoint" in low:
+        return DestinationError(f"{prefix}AWS_ENDPOINT_URL is not a URL boto3 can use ({text})",
+                                "write it as http(s)://host:port, with a port up to 65535 and no user information")
     if code in TRANSIENT_CODES or name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError") \
             or any(t in low for t in TRANSIENT_TEXT):
-        endpoint = settings.aws_endpoint_url or "AWS S3"
+        endpoint = mask_userinfo(settings.redact(settings.aws_endpoint_url)) if settings.aws_endpoint_url else "AWS S3"
         return DestinationError(f"{prefix}cannot reach {endpoint} for {what}: {text}",
                                 "check AWS_ENDPOINT_URL / the network; the run retries MAX_RETRIES times", transient=True)
     return DestinationError(f"{prefix}{what}: {text}", "see controle_cargas for the run; fix the cause and rerun")
