@@ -102,6 +102,8 @@ class ChangeSet:
     deletes: int = 0                 # keys to delete after every table's rows (children first)
     state_after: TableState = field(default_factory=TableState)  # what the destination holds once the rows commit
     notes: tuple[str, ...] = ()
+    lake_sum: int | None = None      # every lake row sent: their fingerprint sum (what a table written again whole then holds,
+                                     # where state_after also counts the rows its deletes will remove)
 
     @property
     def nothing(self) -> bool:

@@ -354,7 +354,7 @@ def _compare(run: _Run, spec: TableSpec, state: TableState, version: str, wm_aft
         run.totals.release(con, spec)     # kept only for the local copy of a table sent whole (_remember_load)
     select = cdc.transfer_select(spec) if only is None else cdc.only_select(spec, only)
     return ChangeSet(cdc.transfer_spec(spec), select, (), rows, state.watermark, wm_after, full or only is None, None,
-                     only, inserts, deletes, after, tuple(notes))
+                     only, inserts, deletes, after, tuple(notes), lake_sum=totals[1] if only is None else None)
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -61,11 +61,13 @@ def state_to_store(cs: ChangeSet, inserted: int, rows_before: int, whole: bool =
     if cs.spec.mode == APPEND:
         return replace(after, watermark=cs.watermark_after, row_count=inserted if cs.full else rows_before + inserted,
                        columns=cs.spec.columns, loaded=True, fingerprint_sum=None)
-    whole = whole or cs.spec.mode == REPLACE
-    trusted = inserted == cs.rows if whole else inserted == cs.inserts
-    count = inserted if whole else rows_before + inserted
-    return replace(after, watermark=cs.watermark_after, row_count=count, columns=cs.spec.columns, loaded=True,
-                   fingerprint_sum=after.fingerprint_sum if trusted else None)
+    if whole or cs.spec.mode == REPLACE:
+        # It holds the rows sent, not the keys its deletes would have removed (they are gone with the old rows).
+        total = cs.lake_sum if cs.lake_sum is not None else (after.fingerprint_sum if not cs.deletes else None)
+        return replace(after, watermark=cs.watermark_after, row_count=inserted, columns=cs.spec.columns, loaded=True,
+                       fingerprint_sum=total if inserted == cs.rows else None)
+    return replace(after, watermark=cs.watermark_after, row_count=rows_before + inserted, columns=cs.spec.columns, loaded=True,
+                   fingerprint_sum=after.fingerprint_sum if inserted == cs.inserts else None)
 
 
 @runtime_checkable

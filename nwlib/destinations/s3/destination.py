@@ -152,6 +152,10 @@ class S3Destination(BaseDestination):
         self._rekeyed = rekeyed(specs, stored, self._snapshot)
         return notes
 
+    def needs_full(self) -> frozenset[str]:
+        """Tables whose columns changed type: every current row written again, a new snapshot with the new types."""
+        return frozenset(self._needs_full)
+
     def schema_errors(self) -> dict[str, str]:
         return dict(self._schema_errors)
 
