@@ -134,7 +134,8 @@ class Settings:
         """Values that must never appear in output, in every form they may be written in (used by redaction)."""
         found = [self.db_password, self.aws_secret_access_key, self.databricks_token, self.aws_access_key_id]
         for url in (self.pushgateway_url, self.aws_endpoint_url, self.delta_uri, self.databricks_host):   # https://user:password@host
-            if url and "@" in url:
+            # (a DELTA_URI or host without a scheme is a path or a name: "/d/v:2024@x" holds no password)
+            if url and "@" in url and ("://" in url or url in (self.pushgateway_url, self.aws_endpoint_url)):
                 found += connstr.userinfo_secrets(url)
         if self.database_url:
             try:
@@ -186,9 +187,15 @@ def checked_delta_uri(raw: str | None, name: str = "DELTA_URI") -> str | None:
     """A local folder (a path, or ``file://``) or ``s3://bucket/folder`` (``s3a://`` too): any other scheme, or a typo
     such as ``s3:/bucket``, would have become a folder of that name under the current directory."""
     value = (raw or "").strip()
-    if value.lower().startswith("file://"):
-        return value[len("file://"):] or None
-    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", value)
+    if value.lower().startswith("file:"):
+        from urllib.parse import urlsplit
+        from urllib.request import url2pathname
+
+        parts = urlsplit(value)
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"{name}={value!r} names another machine", f"write {name} as a local folder or s3://bucket/folder")
+        return url2pathname(parts.path) or None
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):/", value)       # a URL's scheme (a drive letter is one letter)
     if scheme and len(scheme.group(1)) > 1 and not re.match(r"s3a?://[^/\s]", value):
         raise ConfigError(f"{name}={connstr.mask_userinfo(value)!r} is neither a local folder nor s3://bucket/folder",
                           f"write {name}=s3://bucket/folder (lower-case s3, two slashes) or a folder path")

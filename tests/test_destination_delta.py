@@ -272,6 +272,23 @@ def test_delta_a_renamed_key_column_is_rebuilt_by_the_advised_full_refresh(delta
     assert all(c.ok for c in verify(settings))
 
 
+def test_delta_the_empty_string_refused_is_in_the_column_the_table_is_partitioned_by(tmp_path):
+    env = {"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
+           "DESTINATION_PATH": str(tmp_path), "PARTITION_COLUMNS": "t=cat"}
+    with duckdb.connect(env["DUCKDB_PATH"]) as con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, cat VARCHAR, other VARCHAR)")
+        con.execute("INSERT INTO t VALUES (1, 'a', 'x')")
+    assert sync(load_settings(env=env, dotenv=None), show_progress=False).ok
+    moved = load_settings(env={**env, "PARTITION_COLUMNS": "t=other"}, dotenv=None)     # the setting changed since
+    with duckdb.connect(env["DUCKDB_PATH"]) as con:
+        con.execute("INSERT INTO t VALUES (2, 'b', '')")
+    assert sync(moved, show_progress=False).ok            # '' in a column the table is not partitioned by
+    with duckdb.connect(env["DUCKDB_PATH"]) as con:
+        con.execute("INSERT INTO t VALUES (3, '', 'y')")
+    r = sync(moved, show_progress=False).tables[0]
+    assert r.status == "failed" and "column 'cat'" in r.error
+
+
 def test_delta_partition_column(tmp_path):
     from deltalake import DeltaTable
 

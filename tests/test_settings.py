@@ -179,11 +179,16 @@ def test_a_malformed_object_store_location_is_one_line_for_the_destination_that_
     assert list((tmp_path / "cwd").iterdir()) == []
 
 
-def test_a_delta_uri_of_file_scheme_is_that_folder(tmp_path):
+def test_a_delta_uri_of_file_scheme_is_that_folder_and_a_colon_in_a_path_is_no_scheme(tmp_path):
     from nwlib.destinations import create
+    from nwlib.settings import checked_delta_uri
 
     dest = create(load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": f"file://{tmp_path}/d"}, dotenv=None))
     assert dest.root == f"{tmp_path}/d"
+    assert [checked_delta_uri(v) for v in ("file:/abs/x", "file://localhost/a%20b", "lake:2024/x", "/data/a:b/lake", "C:/lake")] == \
+        ["/abs/x", "/a b", "lake:2024/x", "/data/a:b/lake", "C:/lake"]
+    s = load_settings(env={"DELTA_URI": "/d/v:2024@x"}, dotenv=None)
+    assert s.redact("in 2024") == "in 2024"        # a path holds no password: 2024 is not a secret
 
 
 def test_settings_are_frozen():

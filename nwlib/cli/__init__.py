@@ -72,9 +72,10 @@ def _redacted(args, line: str) -> str:
     (Errors are written redacted; a library's own message may not be.)"""
     from ..connstr import mask_userinfo
     from ..settings import load_settings
+    from .commands import overrides
 
     line = mask_userinfo(line)
     try:
-        return load_settings(dotenv=getattr(args, "env_file", None)).redact(line)
+        return load_settings(overrides=overrides(args), dotenv=getattr(args, "env_file", None)).redact(line)
     except Exception:  # noqa: BLE001 - settings that do not load: the URL mask is what there is
         return line

@@ -12,7 +12,8 @@ from .output import Out, ago, json_value, local, plain, print_json, print_report
 from .process import skip_unused_imports
 
 
-def _overrides(args) -> dict:
+def overrides(args) -> dict:
+    """Settings given as flags (None: not given)."""
     return {
         "duckdb_path": getattr(args, "duckdb_path", None),
         "destination_type": getattr(args, "destination_type", None),
@@ -25,7 +26,7 @@ def _overrides(args) -> dict:
 def _settings(args):
     from ..settings import load_settings
 
-    settings = load_settings(overrides=_overrides(args), dotenv=args.env_file)
+    settings = load_settings(overrides=overrides(args), dotenv=args.env_file)
     if getattr(args, "lean", False) and settings.destination_type == "POSTGRES":
         skip_unused_imports()      # the other destinations' drivers may want pandas
     return settings
@@ -271,7 +272,7 @@ def cmd_runs(args) -> int:
 def cmd_config(args) -> int:
     from ..settings import effective_settings
 
-    rows = effective_settings(overrides=_overrides(args), dotenv=args.env_file)
+    rows = effective_settings(overrides=overrides(args), dotenv=args.env_file)
     env_file = {"path": args.env_file, "found": os.path.isfile(args.env_file)}
     if args.json:
         print_json({"env_file": env_file, "settings": {e.variable: {"value": e.value, "source": e.source} for e in rows}})

@@ -110,6 +110,12 @@ def delta_reader(reader: pa.RecordBatchReader, table: str, progress: Progress | 
     return pa.RecordBatchReader.from_batches(out, batches())
 
 
+def _partition(dt) -> str | None:
+    """The column an existing Delta table is partitioned by (PARTITION_COLUMNS applies when a table is written anew)."""
+    columns = dt.metadata().partition_columns
+    return columns[0] if columns else None
+
+
 @contextlib.contextmanager
 def _refusal_first(refused: list[DestinationError]) -> Iterator[None]:
     """A refusal :func:`delta_reader` raised while delta-rs read the rows, in its own words (not delta-rs's)."""
@@ -172,7 +178,7 @@ class DeltaDestination(BaseDestination):
 
     # --- plumbing ------------------------------------------------------------------
     def describe(self) -> str:
-        where = f" at {mask_userinfo(self.settings.aws_endpoint_url)}" if self.remote and self.settings.aws_endpoint_url else ""
+        where = f" at {mask_userinfo(self.settings.redact(self.settings.aws_endpoint_url))}" if self.remote and self.settings.aws_endpoint_url else ""
         return f"Delta Lake {self.root}{where}"
 
     def uri(self, table: str) -> str:
@@ -362,9 +368,11 @@ class DeltaDestination(BaseDestination):
                 reader = pa.RecordBatchReader.from_batches(schema, [])
             mode = "overwrite" if overwrite and dt is not None else "append"
             column = self.settings.partition_columns.get(spec.name)
+            created = dt is None or mode == "overwrite"
             refused: list[DestinationError] = []
             with _refusal_first(refused):
-                dl.write_deltalake(self.uri(spec.name), delta_reader(reader, spec.name, count, partition=column, refused=refused),
+                dl.write_deltalake(self.uri(spec.name),
+                                   delta_reader(reader, spec.name, count, partition=column if created else _partition(dt), refused=refused),
                                    mode=mode, partition_by=[column] if column and (dt is None or mode == "overwrite") else None,
                                    schema_mode="overwrite" if mode == "overwrite" else ("merge" if dt is not None else None),
                                    storage_options=self.storage_options, commit_properties=props)
@@ -373,8 +381,7 @@ class DeltaDestination(BaseDestination):
         on = " AND ".join(f"t.{_q(k)} = s.{_q(k)}" for k in spec.primary_key)
         rest = [c for c in spec.non_key_columns]
         refused: list[DestinationError] = []
-        source = delta_reader(read(cs), spec.name, progress, _arrow_schema(dt), partition=self.settings.partition_columns.get(spec.name),
-                              refused=refused)
+        source = delta_reader(read(cs), spec.name, progress, _arrow_schema(dt), partition=_partition(dt), refused=refused)
         merger = dt.merge(source, predicate=on, source_alias="s", target_alias="t", merge_schema=True, commit_properties=props)
         if rest and all(c in names for c in rest):
             differs = " OR ".join(f"(t.{_q(c)} IS DISTINCT FROM s.{_q(c)})" for c in rest)

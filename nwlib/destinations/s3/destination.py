@@ -74,7 +74,7 @@ class S3Destination(BaseDestination):
 
     # --- plumbing ------------------------------------------------------------------
     def describe(self) -> str:
-        where = f" at {mask_userinfo(self.settings.aws_endpoint_url)}" if self.settings.aws_endpoint_url else ""
+        where = f" at {mask_userinfo(self.settings.redact(self.settings.aws_endpoint_url))}" if self.settings.aws_endpoint_url else ""
         return f"S3 {self.loc.url()}{where}"
 
     def _errors(self, where: str) -> AbstractContextManager[None]:
