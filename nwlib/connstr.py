@@ -154,12 +154,15 @@ def parse_url(url: str) -> dict[str, str]:
     raise _refuse(why or "does not parse")
 
 
-def raw_passwords(url: str) -> list[str]:
-    """Every string that may be the password of a URL that does not parse, whatever ``@`` ends it:
-    redaction hides them all."""
+def raw_passwords(url: str, schemeless: bool = False) -> list[str]:
+    """Every string that may be the password in a URL's user information, whatever ``@`` ends it (for a URL that
+    does not parse, or any URL besides the database's): redaction hides them all.  ``schemeless``: also in
+    ``user:secret@host`` written without a scheme (an endpoint, not a path)."""
     _, sep, rest = url.strip().partition("://")
     if not sep:
-        return []
+        if not schemeless:
+            return []
+        rest = url.strip()
     return [p for p in (rest[:m.start()].partition(":")[2] for m in re.finditer("@", rest)) if p]
 
 
@@ -190,13 +193,6 @@ def display(params: dict[str, str]) -> str:
         extra = {"host": host, **extra}
     query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in extra.items())
     return f"postgresql://{auth}{where}/{quote(params.get('dbname', ''), safe='')}" + (f"?{query}" if query else "")
-
-
-def userinfo_secrets(url: str) -> list[str]:
-    """What may be a password in the user information of any URL (``http://user:secret@host``, or without a
-    scheme, ``user:secret@host``): for redaction of URLs other than the database's."""
-    rest = url.strip().partition("://")[2] or url.strip()
-    return [p for p in (rest[:m.start()].partition(":")[2] for m in re.finditer("@", rest)) if p]   # whatever @ ends it
 
 
 def mask_userinfo(text: str) -> str:

@@ -89,11 +89,16 @@ def travels_as_json(duck_type: str) -> bool:
     return pg_type(duck_type).json
 
 
+def text_array(pg: str) -> bool:
+    """A PostgreSQL array whose elements JSON cannot carry exactly (a numeric past a double's digits, a bit
+    string): read back element by element as text."""
+    return pg.endswith("[]") and pg[:-2].split("(")[0] in ("numeric", "varbit")
+
+
 def text_elements(duck_type: str) -> bool:
-    """A list sent as a PostgreSQL array whose elements JSON cannot carry exactly (a DECIMAL past a double's
-    digits, a bit string): read back as text elements, then cast."""
+    """A list sent as such an array (:func:`text_array`): read back as text elements, then cast."""
     m = pg_type(duck_type)
-    return m.pg.endswith("[]") and not m.json and m.pg[:-2].split("(")[0] in ("numeric", "varbit")
+    return not m.json and text_array(m.pg)
 
 
 def lake_expr(column: Column) -> str:

@@ -133,10 +133,11 @@ class Settings:
     def secrets(self) -> list[str]:
         """Values that must never appear in output, in every form they may be written in (used by redaction)."""
         found = [self.db_password, self.aws_secret_access_key, self.databricks_token, self.aws_access_key_id]
-        for url in (self.pushgateway_url, self.aws_endpoint_url, self.delta_uri, self.databricks_host):   # https://user:password@host
-            # (a DELTA_URI or host without a scheme is a path or a name: "/d/v:2024@x" holds no password)
-            if url and "@" in url and ("://" in url or url in (self.pushgateway_url, self.aws_endpoint_url)):
-                found += connstr.userinfo_secrets(url)
+        # https://user:password@host (a DELTA_URI or host without a scheme is a path or a name: "/d/v:2024@x" holds none)
+        for url, schemeless in ((self.pushgateway_url, True), (self.aws_endpoint_url, True), (self.delta_uri, False),
+                                (self.databricks_host, False)):
+            if url:
+                found += connstr.raw_passwords(url, schemeless)
         if self.database_url:
             try:
                 found.append(connstr.parse_url(self.database_url).get("password"))
@@ -146,6 +147,10 @@ class Settings:
         for s in filter(None, found):
             forms.update({s, unquote(s), quote(s, safe=""), quote(s)})
         return sorted((s for s in forms if s), key=len, reverse=True)
+
+    def shown_url(self, url: str) -> str:
+        """A URL of these settings as output may show it: its password masked, by the secrets and by its form."""
+        return connstr.mask_userinfo(self.redact(url))
 
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``***``.
@@ -425,7 +430,7 @@ def _shown(settings: Settings, attr: str) -> object:
     if value is None:
         return None
     if attr in _URL_FIELDS:
-        return redact_url(value) if attr == "database_url" else connstr.mask_userinfo(settings.redact(value))
+        return redact_url(value) if attr == "database_url" else settings.shown_url(value)
     if attr in _SECRET_FIELDS:
         return "***"
     if isinstance(value, Path):

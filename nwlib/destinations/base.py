@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ContextManager, Protocol, runtime_checkable
 
 from ..cdc import ChangeSet
+from ..fingerprint import COLUMN as FP
 from ..model import APPEND, REPLACE, ForeignKey, TableReport, TableSpec, TableState
 
 if TYPE_CHECKING:       # pyarrow is imported where rows move, not by a sync with nothing to send
@@ -46,6 +47,13 @@ class LoadResult:
 class DeleteResult:
     deleted: int = 0
     held_back: int = 0                   # keys kept because rows the run did not remove still reference them
+
+
+def nothing_held(spec: TableSpec) -> pa.RecordBatchReader:
+    """The (key, fingerprint) rows of a table that holds none (or none the run can compare against)."""
+    import pyarrow as pa
+
+    return pa.table({k: pa.array([], pa.string()) for k in (*spec.primary_key, FP)}).to_reader()
 
 
 def state_to_store(cs: ChangeSet, inserted: int, rows_before: int, whole: bool = False) -> TableState:

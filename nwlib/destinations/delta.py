@@ -33,11 +33,10 @@ from ..fingerprint import COLUMN as FP
 from ..model import APPEND, MERGE, OK, REPLACE, Column, ForeignKey, TableReport, TableSpec, TableState, Watermark
 from ..readback import file_exprs
 from ..records import LEDGER_COLUMNS, LEDGER_TABLE, ledger_row, merge_ledger_rows, newest_runs, now, report_row
-from ..connstr import mask_userinfo
 from ..settings import Settings, checked_delta_uri, checked_endpoint
-from .base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
-from .objectstore import (FileLock, S3Lock, boto3_client, delta_storage_options, errors_as_one_line, nothing_held, parse_s3_uri,
-                          prepare_files, rekeyed)
+from .base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, nothing_held, state_to_store
+from .objectstore import (FileLock, S3Lock, boto3_client, delta_storage_options, errors_as_one_line, parse_s3_uri, prepare_files,
+                          rekeyed)
 
 APP_ID = "nwlib:{table}"
 META_WATERMARK, META_RUN, META_TOKEN, META_COLUMNS, META_LEDGER = "nw_watermark", "nw_run_id", "nw_token", "nw_columns", "nw_ledger"
@@ -178,7 +177,7 @@ class DeltaDestination(BaseDestination):
 
     # --- plumbing ------------------------------------------------------------------
     def describe(self) -> str:
-        where = f" at {mask_userinfo(self.settings.redact(self.settings.aws_endpoint_url))}" if self.remote and self.settings.aws_endpoint_url else ""
+        where = f" at {self.settings.shown_url(self.settings.aws_endpoint_url)}" if self.remote and self.settings.aws_endpoint_url else ""
         return f"Delta Lake {self.root}{where}"
 
     def uri(self, table: str) -> str:
@@ -368,12 +367,12 @@ class DeltaDestination(BaseDestination):
                 reader = pa.RecordBatchReader.from_batches(schema, [])
             mode = "overwrite" if overwrite and dt is not None else "append"
             column = self.settings.partition_columns.get(spec.name)
-            created = dt is None or mode == "overwrite"
+            anew = dt is None or mode == "overwrite"
             refused: list[DestinationError] = []
             with _refusal_first(refused):
                 dl.write_deltalake(self.uri(spec.name),
-                                   delta_reader(reader, spec.name, count, partition=column if created else _partition(dt), refused=refused),
-                                   mode=mode, partition_by=[column] if column and (dt is None or mode == "overwrite") else None,
+                                   delta_reader(reader, spec.name, count, partition=column if anew else _partition(dt), refused=refused),
+                                   mode=mode, partition_by=[column] if column and anew else None,
                                    schema_mode="overwrite" if mode == "overwrite" else ("merge" if dt is not None else None),
                                    storage_options=self.storage_options, commit_properties=props)
             return counted[0], 0

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..connstr import mask_userinfo
 from ..errors import ConfigError, DestinationError, NwError, SourceModelError, SyncInProgress, first_line, missing_dependency
 from ..model import APPEND
 from ..records import now
@@ -164,7 +163,7 @@ def classify(exc: BaseException, settings: Settings, where: str, what: str) -> D
                                 "write it as http(s)://host:port, with a port up to 65535 and no user information")
     if code in TRANSIENT_CODES or name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError") \
             or any(t in low for t in TRANSIENT_TEXT):
-        endpoint = mask_userinfo(settings.redact(settings.aws_endpoint_url)) if settings.aws_endpoint_url else "AWS S3"
+        endpoint = settings.shown_url(settings.aws_endpoint_url) if settings.aws_endpoint_url else "AWS S3"
         return DestinationError(f"{prefix}cannot reach {endpoint} for {what}: {text}",
                                 "check AWS_ENDPOINT_URL / the network; the run retries MAX_RETRIES times", transient=True)
     return DestinationError(f"{prefix}{what}: {text}", "see controle_cargas for the run; fix the cause and rerun")
@@ -341,18 +340,9 @@ def column_changes(spec, old: dict[str, str], full_refresh: bool, partition_colu
 
 def rekeyed(specs, old_columns, rewritten: set[str]) -> set[str]:
     """Tables written again whole this run whose files lack a key column (renamed in the lake): what they hold
-    cannot be read by the new key, and need not be: the rewrite replaces it (see :func:`nothing_held`)."""
+    cannot be read by the new key, and need not be: the rewrite replaces it (see :func:`.base.nothing_held`)."""
     return {s.name for s in specs if s.name in rewritten and old_columns.get(s.name)
             and any(k not in old_columns[s.name] for k in s.primary_key)}
-
-
-def nothing_held(spec):
-    """The (key, fingerprint) rows of a table that holds none (or none the run can compare against)."""
-    import pyarrow as pa
-
-    from ..fingerprint import COLUMN as FP
-
-    return pa.table({k: pa.array([], pa.string()) for k in (*spec.primary_key, FP)}).to_reader()
 
 
 def prepare_files(specs, old_columns, full_refresh: frozenset[str], partition_columns,

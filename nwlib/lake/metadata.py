@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import duckdb
 
 from ..errors import SourceModelError
-from ..model import LAKE_DEFAULT_SCHEMA, ForeignKey, published_name
+from ..model import ForeignKey, published_name
 from .catalog import LakeTable, has_table
 
 ORIGINAL_KEYS = ("data_type", "primary_key", "foreign_key")
@@ -67,12 +67,9 @@ def resolver(tables: Iterable[LakeTable]) -> Callable[[str], tuple[LakeTable | N
     table of ``main`` by its own name, then ``schema.table``, then a published ``schema__table``; else the only
     table it names ignoring case; (None, False) when it names none of ``tables``."""
     exact: dict[str, list[LakeTable]] = defaultdict(list)
-    for t in tables:
-        if t.schema == LAKE_DEFAULT_SCHEMA:
-            exact[t.table].append(t)
+    for t in tables:            # by its published name (a table of main: its own), and as schema.table
+        exact[t.name].append(t)
         exact[f"{t.schema}.{t.table}"].append(t)
-        if t.schema != LAKE_DEFAULT_SCHEMA:
-            exact[t.name].append(t)
     folded: dict[str, set[LakeTable]] = defaultdict(set)
     for name, found in exact.items():
         folded[name.lower()].update(found)

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 from ...fingerprint import COLUMN as FP
 from ...model import TableSpec
+from ...readback import text_array
 from ...sql import ident, qualified
 from ...typemap import pg_type
+from ..base import nothing_held
 from .connection import Session, local_settings
 from .scanner import Scanner
 
@@ -67,9 +69,7 @@ class Reader:
     def fingerprints(self, spec: TableSpec, present: dict[str, str] | None) -> pa.RecordBatchReader:
         """Keys (canonical text) and fingerprints of every row; ``present``: the table's columns (None: no table)."""
         if present is None:
-            import pyarrow as pa
-
-            return pa.table({name: pa.array([], pa.string()) for name in (*spec.primary_key, FP)}).to_reader()
+            return nothing_held(spec)
         typed = self.scanner is not None
         if typed and FP in present and all(pg_type(spec.column(k).type).pg in TYPED_KEYS for k in spec.primary_key):
             reader = self.scanner.scan_table(self.schema, spec.name, [*spec.primary_key, FP], 100_000)
@@ -96,7 +96,7 @@ def text_expr(col: str, pg: str) -> str:
         each = "CASE WHEN e IS NULL THEN 'NULL' WHEN e = ''::bytea THEN '''''' ELSE regexp_replace(upper(encode(e, 'hex')), '(..)', '\\\\x\\1', 'g') END"
         return (f"CASE WHEN {col} IS NULL THEN NULL ELSE '[' || coalesce((SELECT string_agg({each}, ', ' ORDER BY i) "
                 f"FROM unnest({col}) WITH ORDINALITY u(e, i)), '') || ']' END")
-    if pg.endswith("[]") and pg[:-2].split("(")[0] in ("numeric", "varbit"):
+    if text_array(pg):
         return f"to_json({col}::text[])::text"      # each element as its exact text: JSON numbers are doubles to DuckDB
     if pg.endswith("[]") or pg == "jsonb":
         return f"to_json({col})::text"

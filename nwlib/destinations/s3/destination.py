@@ -27,12 +27,10 @@ from ...fingerprint import COLUMN as FP
 from ...model import MERGE, OK, REPLACE, Column, ForeignKey, TableReport, TableSpec, TableState, Watermark
 from ...readback import file_exprs
 from ...records import ledger_row, now, report_row
-from ...connstr import mask_userinfo
 from ...settings import Settings, checked_endpoint
 from ...sql import ident
-from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, state_to_store
-from ..objectstore import (S3Location, S3Lock, boto3_client, duckdb_s3, errors_as_one_line, nothing_held, prepare_files, pyarrow_s3,
-                           rekeyed)
+from ..base import BaseDestination, Capabilities, DeleteResult, LoadResult, Progress, ReaderFactory, nothing_held, state_to_store
+from ..objectstore import (S3Location, S3Lock, boto3_client, duckdb_s3, errors_as_one_line, prepare_files, pyarrow_s3, rekeyed)
 from .history import History
 from .keys import KeySets
 from .layout import META_COLUMNS, OP, RUN, SEQ, STATE_DIR, current_rows_sql
@@ -74,7 +72,7 @@ class S3Destination(BaseDestination):
 
     # --- plumbing ------------------------------------------------------------------
     def describe(self) -> str:
-        where = f" at {mask_userinfo(self.settings.redact(self.settings.aws_endpoint_url))}" if self.settings.aws_endpoint_url else ""
+        where = f" at {self.settings.shown_url(self.settings.aws_endpoint_url)}" if self.settings.aws_endpoint_url else ""
         return f"S3 {self.loc.url()}{where}"
 
     def _errors(self, where: str) -> AbstractContextManager[None]:
