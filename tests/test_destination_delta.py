@@ -9,6 +9,9 @@ import boto3
 import duckdb
 import pytest
 
+from lakesql import lake_sql
+from rewrites import renamed_key_is_rebuilt_by_the_advised_full_refresh, written_again_whole_is_in_sync_after
+
 from nwlib.bootstrap import PRIMARY_KEYS, bootstrap, mutate
 from nwlib.cdc import full_changes, transfer_spec
 from nwlib.destinations import create
@@ -202,12 +205,9 @@ def test_delta_deletes_keep_the_recorded_fingerprint_sum_true(tmp_path):
     env = {"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
            "DESTINATION_PATH": str(tmp_path)}
     settings = load_settings(env=env, dotenv=None)
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
-        con.execute("INSERT INTO t SELECT i, 'v' || i FROM range(10000) r(i)")
+    lake_sql(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)", "INSERT INTO t SELECT i, 'v' || i FROM range(10000) r(i)")
     assert sync(settings, show_progress=False).ok
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("DELETE FROM t WHERE id < 5000")
+    lake_sql(settings, "DELETE FROM t WHERE id < 5000")
     assert sync(settings, show_progress=False).tables[0].deleted == 5000
     assert [t.sync for t in status(settings).tables] == ["in sync"]      # "differs": an int64 sum of 5,000 fingerprints wrapped
     assert sync(settings, show_progress=False).tables[0].notes == ()     # and every run compared the whole table again
@@ -216,75 +216,36 @@ def test_delta_deletes_keep_the_recorded_fingerprint_sum_true(tmp_path):
 def test_delta_refuses_an_empty_string_in_its_partition_column(tmp_path):
     settings = load_settings(env={"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
                                   "DESTINATION_PATH": str(tmp_path), "PARTITION_COLUMNS": "t=cat"}, dotenv=None)
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, cat VARCHAR)")
-        con.execute("INSERT INTO t VALUES (1, ''), (2, 'a'), (3, NULL)")
+    lake_sql(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, cat VARCHAR)", "INSERT INTO t VALUES (1, ''), (2, 'a'), (3, NULL)")
     for broken, fixed in ((1, "b"), (2, "a")):       # the first load, then a merge into the table the fixed lake made
         r = sync(settings, show_progress=False).tables[0]
         assert r.status == "failed" and "column 'cat' (its PARTITION_COLUMNS column) holds an empty string" in r.error, r.error
         assert "Delta" in r.error and "Traceback" not in r.error       # it arrived as NULL, status saying in sync
         if broken == 2:
             assert read_table(settings, "t").sort_by("id").column("cat").to_pylist() == ["b", "a", None]   # nothing of it written
-        with duckdb.connect(str(settings.duckdb_path)) as con:
-            con.execute("UPDATE t SET cat = ? WHERE id = ?", [fixed, broken])
+        lake_sql(settings, "UPDATE t SET cat = ? WHERE id = ?", params=[fixed, broken])
         assert sync(settings, show_progress=False).ok and all(c.ok for c in verify(settings))
-        with duckdb.connect(str(settings.duckdb_path)) as con:
-            con.execute("UPDATE t SET cat = '' WHERE id = 2")
+        lake_sql(settings, "UPDATE t SET cat = '' WHERE id = 2")
 
 
 def test_delta_a_table_written_again_whole_is_in_sync_after(delta_env):
-    settings = load_settings(env=delta_env, dotenv=None)
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
-        con.execute("INSERT INTO t SELECT i, i FROM range(100) r(i)")
-    assert sync(settings, show_progress=False).ok
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("ALTER TABLE t ALTER v TYPE VARCHAR")              # a type change: the table is written again whole
-    for full_refresh in (False, True):
-        with duckdb.connect(str(settings.duckdb_path)) as con:          # with deletes, which the rewrite makes moot
-            con.execute("DELETE FROM t WHERE id IN (SELECT min(id) FROM t)")
-        assert sync(settings, full_refresh=full_refresh, show_progress=False).ok
-        assert [t.sync for t in status(settings).tables] == ["in sync"]      # "unknown": the state recorded 0 rows, or no sum
-        assert all(c.ok for c in verify(settings))
-        again = sync(settings, show_progress=False).tables[0]
-        assert again.notes == () and (again.inserted, again.updated, again.deleted) == (0, 0, 0)   # "recorded state corrected"
+    written_again_whole_is_in_sync_after(load_settings(env=delta_env, dotenv=None))
 
 
 def test_delta_a_renamed_key_column_is_rebuilt_by_the_advised_full_refresh(delta_env):
-    settings = load_settings(env=delta_env, dotenv=None)
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
-        con.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-    assert sync(settings, show_progress=False).ok
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("ALTER TABLE t RENAME id TO key")
-        con.execute("INSERT INTO t VALUES (3, 'c')")
-    stopped = sync(settings, show_progress=False).tables[0]
-    assert stopped.status == "failed" and "nw sync --full-refresh --tables t" in stopped.error
-    rebuilt = sync(settings, tables=["t"], full_refresh=True, show_progress=False)   # failed: the new key read in the old files
-    assert rebuilt.ok, rebuilt.failed
-    assert all(c.ok for c in verify(settings))
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("UPDATE t SET v = 'z' WHERE key = 2")
-        con.execute("DELETE FROM t WHERE key = 1")
-    after = sync(settings, show_progress=False).tables[0]
-    assert (after.inserted, after.updated, after.deleted) == (0, 1, 1)
-    assert all(c.ok for c in verify(settings))
+    renamed_key_is_rebuilt_by_the_advised_full_refresh(load_settings(env=delta_env, dotenv=None))
 
 
 def test_delta_the_empty_string_refused_is_in_the_column_the_table_is_partitioned_by(tmp_path):
     env = {"DESTINATION_TYPE": "DELTA", "DELTA_URI": str(tmp_path / "d"), "DUCKDB_PATH": str(tmp_path / "l.duckdb"),
            "DESTINATION_PATH": str(tmp_path), "PARTITION_COLUMNS": "t=cat"}
-    with duckdb.connect(env["DUCKDB_PATH"]) as con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, cat VARCHAR, other VARCHAR)")
-        con.execute("INSERT INTO t VALUES (1, 'a', 'x')")
-    assert sync(load_settings(env=env, dotenv=None), show_progress=False).ok
+    settings = load_settings(env=env, dotenv=None)
+    lake_sql(settings, "CREATE TABLE t (id INTEGER PRIMARY KEY, cat VARCHAR, other VARCHAR)", "INSERT INTO t VALUES (1, 'a', 'x')")
+    assert sync(settings, show_progress=False).ok
     moved = load_settings(env={**env, "PARTITION_COLUMNS": "t=other"}, dotenv=None)     # the setting changed since
-    with duckdb.connect(env["DUCKDB_PATH"]) as con:
-        con.execute("INSERT INTO t VALUES (2, 'b', '')")
+    lake_sql(settings, "INSERT INTO t VALUES (2, 'b', '')")
     assert sync(moved, show_progress=False).ok            # '' in a column the table is not partitioned by
-    with duckdb.connect(env["DUCKDB_PATH"]) as con:
-        con.execute("INSERT INTO t VALUES (3, '', 'y')")
+    lake_sql(settings, "INSERT INTO t VALUES (3, '', 'y')")
     r = sync(moved, show_progress=False).tables[0]
     assert r.status == "failed" and "column 'cat'" in r.error
 

@@ -10,6 +10,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from rewrites import renamed_key_is_rebuilt_by_the_advised_full_refresh, written_again_whole_is_in_sync_after
+
 from nwlib.bootstrap import PRIMARY_KEYS, bootstrap, mutate
 from nwlib.cli import main
 from nwlib.destinations import create
@@ -203,44 +205,11 @@ def test_a_password_in_the_endpoint_url_is_never_shown(s3_env, monkeypatch, caps
 
 
 def test_s3_a_table_written_again_whole_is_in_sync_after(s3_env):
-    settings = load_settings(env=s3_env, dotenv=None)
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)")
-        con.execute("INSERT INTO t SELECT i, i FROM range(100) r(i)")
-    assert sync(settings, show_progress=False).ok
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("ALTER TABLE t ALTER v TYPE VARCHAR")              # a type change: the table is written again whole
-    for full_refresh in (False, True):
-        with duckdb.connect(str(settings.duckdb_path)) as con:          # with deletes, which the rewrite makes moot
-            con.execute("DELETE FROM t WHERE id IN (SELECT min(id) FROM t)")
-        report = sync(settings, full_refresh=full_refresh, show_progress=False)
-        assert report.ok and report.tables[0].mode == "merge full"          # written again whole: one snapshot, one type
-        assert [t.sync for t in status(settings).tables] == ["in sync"]      # "unknown": the state recorded 0 rows, or no sum
-        assert all(c.ok for c in verify(settings))
-        again = sync(settings, show_progress=False).tables[0]
-        assert again.notes == () and (again.inserted, again.updated, again.deleted) == (0, 0, 0)   # "recorded state corrected"
+    written_again_whole_is_in_sync_after(load_settings(env=s3_env, dotenv=None))
 
 
 def test_s3_a_renamed_key_column_is_rebuilt_by_the_advised_full_refresh(s3_env):
-    settings = load_settings(env=s3_env, dotenv=None)
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
-        con.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-    assert sync(settings, show_progress=False).ok
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("ALTER TABLE t RENAME id TO key")
-        con.execute("INSERT INTO t VALUES (3, 'c')")
-    stopped = sync(settings, show_progress=False).tables[0]
-    assert stopped.status == "failed" and "nw sync --full-refresh --tables t" in stopped.error
-    rebuilt = sync(settings, tables=["t"], full_refresh=True, show_progress=False)   # failed: the new key read in the old files
-    assert rebuilt.ok, rebuilt.failed
-    assert all(c.ok for c in verify(settings))
-    with duckdb.connect(str(settings.duckdb_path)) as con:
-        con.execute("UPDATE t SET v = 'z' WHERE key = 2")
-        con.execute("DELETE FROM t WHERE key = 1")
-    after = sync(settings, show_progress=False).tables[0]
-    assert (after.inserted, after.updated, after.deleted) == (0, 1, 1)
-    assert all(c.ok for c in verify(settings))
+    renamed_key_is_rebuilt_by_the_advised_full_refresh(load_settings(env=s3_env, dotenv=None))
 
 
 def test_s3_a_malformed_bucket_name_or_endpoint_says_what_is_wrong(s3_env):
